@@ -1,0 +1,239 @@
+//! A party's compute device, chosen at run time from a string such as `cpu`, `wgpu` or `cuda:0`.
+//!
+//! Burn 0.22 carries the backend inside [`burn::tensor::Device`], so model code is written once
+//! and a [`DeviceSpec`] decides where a party's slice runs. Which backends exist is fixed at
+//! build time by this crate's Cargo features (`ndarray`, `wgpu`, `cuda`); asking for one that was
+//! not compiled in is an error that names the missing feature, never a panic.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::str::FromStr;
+
+use burn::tensor::{Device, Tensor};
+
+/// Where a party's tensors live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeviceSpec {
+    /// Pure-Rust CPU execution (Burn's ndarray backend).
+    Cpu,
+    /// wgpu: Vulkan, Metal or DX12; the adapter wgpu ranks best, or the n-th discrete GPU.
+    Wgpu(Option<usize>),
+    /// CUDA device by index.
+    Cuda(usize),
+}
+
+/// Errors while choosing or opening a device.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DeviceError {
+    /// The string is not a device name.
+    #[error("unknown device `{0}`: expected `cpu`, `wgpu`, `wgpu:N`, `cuda` or `cuda:N`")]
+    Unknown(String),
+    /// The backend exists but this build did not compile it in.
+    #[error("device `{spec}` needs splitlm built with the `{feature}` Cargo feature")]
+    NotCompiled {
+        /// The device asked for.
+        spec: String,
+        /// The Cargo feature that enables it.
+        feature: &'static str,
+    },
+    /// The backend is compiled in but the machine has no usable device for it.
+    #[error("device `{spec}` is not usable on this machine: {reason}")]
+    Unavailable {
+        /// The device asked for.
+        spec: String,
+        /// What went wrong while opening it.
+        reason: String,
+    },
+}
+
+impl DeviceSpec {
+    /// The Cargo feature that compiles this backend in.
+    pub fn feature(&self) -> &'static str {
+        match self {
+            DeviceSpec::Cpu => "ndarray",
+            DeviceSpec::Wgpu(_) => "wgpu",
+            DeviceSpec::Cuda(_) => "cuda",
+        }
+    }
+
+    /// Whether this build contains the backend.
+    pub fn is_compiled(&self) -> bool {
+        match self {
+            DeviceSpec::Cpu => cfg!(feature = "ndarray"),
+            DeviceSpec::Wgpu(_) => cfg!(feature = "wgpu"),
+            DeviceSpec::Cuda(_) => cfg!(feature = "cuda"),
+        }
+    }
+
+    /// The Burn device for inference (no autodiff). Call `.autodiff()` on it to train.
+    ///
+    /// Opening is lazy in Burn; use [`DeviceSpec::probe`] to check that the device really works.
+    pub fn device(&self) -> Result<Device, DeviceError> {
+        if !self.is_compiled() {
+            return Err(DeviceError::NotCompiled {
+                spec: self.to_string(),
+                feature: self.feature(),
+            });
+        }
+        Ok(self.open_compiled())
+    }
+
+    #[allow(unreachable_code, unused_variables)]
+    fn open_compiled(&self) -> Device {
+        match *self {
+            DeviceSpec::Cpu => {
+                #[cfg(feature = "ndarray")]
+                #[allow(deprecated)] // Burn deprecates ndarray in favour of flex; see README.
+                return Device::ndarray();
+            }
+            DeviceSpec::Wgpu(index) => {
+                #[cfg(feature = "wgpu")]
+                return Device::wgpu(match index {
+                    Some(n) => burn::tensor::DeviceKind::DiscreteGpu(n),
+                    None => burn::tensor::DeviceKind::DefaultDevice,
+                });
+            }
+            DeviceSpec::Cuda(index) => {
+                #[cfg(feature = "cuda")]
+                return Device::cuda(index);
+            }
+        }
+        unreachable!("is_compiled() guards every backend")
+    }
+
+    /// Opens the device and runs a tiny computation, turning a backend panic (no Vulkan driver,
+    /// no CUDA runtime) into [`DeviceError::Unavailable`].
+    pub fn probe(&self) -> Result<Device, DeviceError> {
+        let device = self.device()?;
+        let check = device.clone();
+        let result = catch_unwind(AssertUnwindSafe(move || {
+            let x = Tensor::<1>::from_floats([1.0, 2.0, 3.0], &check);
+            x.sum().into_scalar::<f32>()
+        }));
+        match result {
+            Ok(sum) if (sum - 6.0).abs() < 1e-6 => Ok(device),
+            Ok(sum) => Err(self.unavailable(format!("probe computed {sum} instead of 6"))),
+            Err(panic) => Err(self.unavailable(panic_message(panic.as_ref()))),
+        }
+    }
+
+    fn unavailable(&self, reason: String) -> DeviceError {
+        DeviceError::Unavailable {
+            spec: self.to_string(),
+            reason,
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "the backend panicked while opening the device".to_string()
+    }
+}
+
+impl FromStr for DeviceSpec {
+    type Err = DeviceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.trim().to_ascii_lowercase();
+        let (name, index) = match lower.split_once(':') {
+            Some((name, index)) => {
+                let index = index
+                    .parse::<usize>()
+                    .map_err(|_| DeviceError::Unknown(s.to_string()))?;
+                (name, Some(index))
+            }
+            None => (lower.as_str(), None),
+        };
+        match (name, index) {
+            ("cpu" | "ndarray", None) => Ok(DeviceSpec::Cpu),
+            ("wgpu" | "vulkan", index) => Ok(DeviceSpec::Wgpu(index)),
+            ("cuda", index) => Ok(DeviceSpec::Cuda(index.unwrap_or(0))),
+            _ => Err(DeviceError::Unknown(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Wgpu(None) => write!(f, "wgpu"),
+            DeviceSpec::Wgpu(Some(n)) => write!(f, "wgpu:{n}"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl serde::Serialize for DeviceSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeviceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The backends this build can use, for `--help` texts and error messages.
+pub fn compiled_backends() -> Vec<&'static str> {
+    [
+        (cfg!(feature = "ndarray"), "cpu"),
+        (cfg!(feature = "wgpu"), "wgpu"),
+        (cfg!(feature = "cuda"), "cuda"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_device_names() {
+        for (text, spec) in [
+            ("cpu", DeviceSpec::Cpu),
+            ("ndarray", DeviceSpec::Cpu),
+            ("wgpu", DeviceSpec::Wgpu(None)),
+            ("wgpu:1", DeviceSpec::Wgpu(Some(1))),
+            ("CUDA:2", DeviceSpec::Cuda(2)),
+            ("cuda", DeviceSpec::Cuda(0)),
+        ] {
+            assert_eq!(text.parse::<DeviceSpec>().unwrap(), spec, "{text}");
+        }
+        assert_eq!(DeviceSpec::Cuda(3).to_string(), "cuda:3");
+        assert_eq!(DeviceSpec::Wgpu(None).to_string(), "wgpu");
+    }
+
+    #[test]
+    fn rejects_unknown_names_with_the_name() {
+        for bad in ["tpu", "cuda:x", "cpu:1", ""] {
+            let err = bad.parse::<DeviceSpec>().unwrap_err();
+            assert!(err.to_string().contains(&format!("`{bad}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn missing_backend_names_its_feature() {
+        if !cfg!(feature = "cuda") {
+            let err = DeviceSpec::Cuda(0).device().unwrap_err();
+            assert!(err.to_string().contains("`cuda` Cargo feature"), "{err}");
+        }
+    }
+
+    #[test]
+    fn cpu_probe_computes() {
+        if cfg!(feature = "ndarray") {
+            DeviceSpec::Cpu.probe().expect("the cpu backend works everywhere");
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The real all-MiniLM-L6-v2 (safetensors from the asset cache) against sentence embeddings
+//! that Hugging Face transformers computed from the same files
+//! (`fixtures/minilm/reference.json`). Skips with a printed reason when the asset is absent.
+
+use burn::tensor::Tensor;
+use serde_json::Value;
+use splitlm_bert::{BertConfig, BertModel};
+use splitlm_checkpoint::SafetensorsCheckpoint;
+use splitlm_nn::batch::PaddingSide;
+use splitlm_nn::head::mean_pool;
+use splitlm_nn::testing::{assert_close, fixtures_dir, require_asset, values};
+use splitlm_nn::{SliceSpec, TaskHead, TokenBatch, TransformerSlice};
+use tokenizers::Tokenizer;
+
+fn normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt();
+    x / norm
+}
+
+#[test]
+fn minilm_sentence_embeddings_match_transformers() {
+    let Some(dir) = require_asset("MiniLM", splitlm_assets::locate(splitlm_assets::Asset::MiniLm))
+    else {
+        return;
+    };
+    let path = fixtures_dir().join("minilm/reference.json");
+    let reference: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let sentences: Vec<&str> = reference["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+
+    let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    tokenizer.with_padding(None);
+    let ids: Vec<Vec<u32>> = sentences
+        .iter()
+        .map(|s| tokenizer.encode(*s, true).unwrap().get_ids().to_vec())
+        .collect();
+    let expected_ids: Vec<Vec<u32>> = serde_json::from_value(reference["input_ids"].clone()).unwrap();
+    assert_eq!(ids, expected_ids, "WordPiece ids");
+
+    let device = splitlm_device::DeviceSpec::Cpu.device().unwrap();
+    let config = BertConfig::from_dir(&dir).unwrap();
+    let weights = SafetensorsCheckpoint::open(&dir).unwrap();
+    let spec = SliceSpec::full(config.num_hidden_layers);
+    let model = BertModel::load(&weights, &config, &spec, TaskHead::Hidden, &device).unwrap();
+    let tokens = TokenBatch::from_sequences(&ids, 0, PaddingSide::Right, &device).unwrap();
+    let states = model.forward(&tokens, None).unwrap().hidden().unwrap();
+    let embeddings = normalize(mean_pool(states, &tokens.attention_mask));
+    let expected: Vec<Vec<f32>> = serde_json::from_value(reference["embeddings"].clone()).unwrap();
+    assert_close("MiniLM embeddings", &values(embeddings.clone()), &expected.concat(), 1e-4);
+
+    let cosine = values(embeddings.clone().matmul(embeddings.transpose()));
+    let n = sentences.len();
+    let paraphrase = cosine[1];
+    let unrelated = [cosine[2], cosine[3], cosine[2 * n + 3]];
+    eprintln!("paraphrase cosine {paraphrase:.3}, unrelated {unrelated:?}");
+    assert!(paraphrase > 0.5, "paraphrases: cosine {paraphrase}");
+    assert!(unrelated.iter().all(|c| *c < 0.2), "unrelated: {unrelated:?}");
+}

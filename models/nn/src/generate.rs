@@ -1,0 +1,49 @@
+//! Greedy decoding through a whole decoder with a KV cache (the reference path that split
+//! generation is compared against).
+
+use burn::tensor::{Device, Tensor};
+
+use crate::batch::{PaddingSide, int_tensor};
+use crate::{ModelError, TokenBatch, TransformerSlice};
+
+/// Greedily extends `prompt` by at most `max_new` tokens, stopping after any id in `stop`.
+/// The prompt is encoded once; each later step feeds one position against the cache.
+pub fn greedy(
+    model: &dyn TransformerSlice,
+    prompt: &[u32],
+    max_new: usize,
+    stop: &[u32],
+    device: &Device,
+) -> Result<Vec<u32>, ModelError> {
+    if !model.is_causal() {
+        return Err(ModelError::Input("greedy decoding needs a causal model".into()));
+    }
+    let mut cache = model.new_cache();
+    let mut batch = TokenBatch::from_sequences(&[prompt.to_vec()], 0, PaddingSide::Left, device)?;
+    let mut generated = Vec::new();
+    while generated.len() < max_new {
+        let logits = model
+            .forward(&batch, Some(&mut cache))?
+            .lm_logits()
+            .ok_or_else(|| ModelError::Input("greedy decoding needs a causal LM head".into()))?;
+        let next = argmax_last(logits);
+        generated.push(next);
+        if stop.contains(&next) {
+            break;
+        }
+        let total = cache.past_len() + 1;
+        batch = TokenBatch {
+            input_ids: int_tensor(vec![next as i64], [1, 1], device),
+            attention_mask: int_tensor(vec![1; total], [1, total], device),
+            token_type_ids: None,
+        };
+    }
+    Ok(generated)
+}
+
+/// The arg-max token of the last position of `[1, seq, vocab]` logits.
+fn argmax_last(logits: Tensor<3>) -> u32 {
+    let [_, seq, vocab] = logits.dims();
+    let last = logits.narrow(1, seq - 1, 1).reshape([vocab]);
+    last.argmax(0).into_scalar::<i64>() as u32
+}

@@ -1,0 +1,19 @@
+//! splitlm: split learning for large language models, on Burn.
+//!
+//! A data party (little compute, private text and labels) and a model party (a GPU server
+//! owning most of the model) share one model cut by layer ranges. This crate re-exports the
+//! workspace's building blocks for apps that embed them:
+//!
+//! - [`device`]: a party's backend chosen at run time (`cpu`, `wgpu`, `cuda:N`).
+//! - [`checkpoint`]: Hugging Face safetensors and llama.cpp GGUF weights, GGUF tokenizers.
+//! - [`nn`]: what every model core shares: slices, weight loading, attention, KV caches.
+//! - [`bert`], [`gpt2`], [`llama`]: the model families, each one core addressed by layer range.
+//! - [`assets`]: the real demo models, fetched from package registries into a local cache.
+
+pub use splitlm_assets as assets;
+pub use splitlm_bert as bert;
+pub use splitlm_checkpoint as checkpoint;
+pub use splitlm_device as device;
+pub use splitlm_gpt2 as gpt2;
+pub use splitlm_llama as llama;
+pub use splitlm_nn as nn;
