@@ -77,7 +77,7 @@ fn sentence_similarities(device: &Device) -> Result<()> {
     let states = model.forward(&tokens, None)?.hidden().context("hidden states")?;
     let embeddings = normalize(mean_pool(states, &tokens.attention_mask));
     let similarity = embeddings.clone().matmul(embeddings.transpose());
-    let similarity: Vec<f32> = similarity.into_data().convert::<f32>().into_vec().unwrap();
+    let similarity: Vec<f32> = similarity.into_data().try_into_vec_as::<f32>().unwrap();
     println!(
         "embedded {} sentences in {:.2?}",
         SENTENCES.len(),

@@ -18,6 +18,7 @@ pub struct BertLayer {
     output: Linear,
     output_norm: LayerNorm,
     heads: usize,
+    #[module(skip)]
     activation: Activation,
 }
 

@@ -17,6 +17,7 @@ pub struct Gpt2Block {
     c_fc: Linear,
     mlp_proj: Linear,
     heads: usize,
+    #[module(skip)]
     activation: Activation,
 }
 

@@ -31,7 +31,7 @@ fn setup(task: TaskHead, spec: Option<SliceSpec>) -> (Fixture, Gpt2Model, TokenB
 #[test]
 fn positions_follow_the_fixture_convention() {
     let (fixture, _, tokens) = setup(TaskHead::Hidden, None);
-    let ours: Vec<i64> = tokens.positions().into_data().convert::<i64>().into_vec().unwrap();
+    let ours: Vec<i64> = tokens.positions().into_data().try_into_vec_as::<i64>().unwrap();
     let theirs: Vec<i64> = fixture.int_rows("position_ids").concat();
     assert_eq!(ours, theirs);
 }

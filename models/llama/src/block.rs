@@ -22,6 +22,7 @@ pub struct LlamaBlock {
     down_proj: Linear,
     heads: usize,
     kv_heads: usize,
+    #[module(skip)]
     activation: Activation,
     #[module(skip)]
     rope: Rope,

@@ -77,7 +77,7 @@ pub fn last_token_states(states: Tensor<3>, attention_mask: &Tensor<2, Int>) -> 
     let [batch, seq, hidden] = states.dims();
     let device = states.device();
     // Position index where the mask is 1, else -1; the max is the last real token.
-    let index = Tensor::<2, Int>::arange(0..seq as i64, &device)
+    let index = Tensor::<1, Int>::arange(0..seq as i64, &device)
         .reshape([1, seq])
         .expand([batch, seq]);
     let valid = attention_mask.clone().equal_elem(1);

@@ -68,7 +68,7 @@ pub fn relative_error(actual: &[f32], expected: &[f32]) -> f32 {
 
 /// Host values of a float tensor.
 pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec::<f32>().expect("f32 data")
+    t.into_data().try_into_vec_as::<f32>().expect("f32 data")
 }
 
 /// Keeps the `[.., width]` rows of a `[batch, seq, width]` buffer where `mask[b][s] == 1`.
@@ -126,8 +126,7 @@ pub fn incremental_decoding_error(
         let rows = mask.clone().narrow(1, start, len);
         let rows: Vec<Vec<i64>> = rows
             .into_data()
-            .convert::<i64>()
-            .into_vec::<i64>()
+            .try_into_vec_as::<i64>()
             .unwrap()
             .chunks(len)
             .map(<[i64]>::to_vec)
