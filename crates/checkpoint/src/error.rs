@@ -1,9 +1,12 @@
+//! The one error type of the crate.
+
 use std::path::PathBuf;
 
-/// Errors while reading a checkpoint; each names the file and the problem.
+/// Errors while reading a checkpoint or building a tokenizer. Every variant names the file (or
+/// checkpoint) and says what is wrong, so the message alone is enough to act on.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    /// The file could not be opened or read.
+    /// The file could not be opened, mapped or read.
     #[error("{}: {source}", path.display())]
     Io {
         /// The file.
@@ -11,22 +14,22 @@ pub enum CheckpointError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A tensor the model needs is not in the checkpoint.
+    /// A tensor the caller asked for is not in the checkpoint.
     #[error("{source_desc}: tensor `{name}` not found")]
     MissingTensor {
-        /// The checkpoint (file or directory).
+        /// The checkpoint (file or directory), as [`crate::TensorSource::describe`] gives it.
         source_desc: String,
         /// The tensor name.
         name: String,
     },
-    /// A tensor has another shape than the model expects.
+    /// A tensor has another shape than the caller expects.
     #[error("{source_desc}: tensor `{name}` has shape {found:?}, expected {expected:?}")]
     ShapeMismatch {
         /// The checkpoint.
         source_desc: String,
         /// The tensor name.
         name: String,
-        /// The shape the model needs.
+        /// The shape the caller needs.
         expected: Vec<usize>,
         /// The shape in the file.
         found: Vec<usize>,
@@ -36,20 +39,20 @@ pub enum CheckpointError {
     Truncated {
         /// The file.
         path: PathBuf,
-        /// What was being read.
+        /// What was being read and how much was missing.
         detail: String,
     },
-    /// A tensor's storage type cannot be converted.
+    /// A tensor's storage type cannot be converted to the requested element type.
     #[error("{}: tensor `{tensor}` has unsupported type {dtype}", path.display())]
     UnsupportedDType {
         /// The file.
         path: PathBuf,
         /// The tensor name.
         tensor: String,
-        /// The type, e.g. `Q5_K (type 13)`.
+        /// The type, e.g. `Q5_K (type 13)` or `F8_E4M3`.
         dtype: String,
     },
-    /// The file is not in the expected format.
+    /// The file is not in the expected format, or contradicts itself.
     #[error("{}: {detail}", path.display())]
     BadFormat {
         /// The file.
@@ -57,7 +60,19 @@ pub enum CheckpointError {
         /// What is wrong.
         detail: String,
     },
-    /// A metadata key the reader needs is absent.
+    /// The file is of a format version this crate does not read.
+    #[error("{}: unsupported {format} version {version} (supported: {supported})", path.display())]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The format, e.g. `GGUF`.
+        format: &'static str,
+        /// The version found in the file.
+        version: u64,
+        /// The versions that can be read, e.g. `2, 3`.
+        supported: &'static str,
+    },
+    /// A metadata key the caller needs is absent.
     #[error("{}: metadata key `{key}` not found", path.display())]
     MissingMetadata {
         /// The file.
@@ -65,7 +80,7 @@ pub enum CheckpointError {
         /// The key.
         key: String,
     },
-    /// The tokenizer cannot be built.
+    /// The tokenizer cannot be built from the file.
     #[error("{}: tokenizer: {detail}", path.display())]
     Tokenizer {
         /// The file.
@@ -85,6 +100,13 @@ impl CheckpointError {
 
     pub(crate) fn bad(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
         Self::BadFormat {
+            path: path.into(),
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn truncated(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
+        Self::Truncated {
             path: path.into(),
             detail: detail.into(),
         }

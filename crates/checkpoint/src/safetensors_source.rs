@@ -1,190 +1,370 @@
-//! Hugging Face safetensors checkpoints: one file, or shards listed by an index.
+//! Hugging Face safetensors checkpoints: one file, or shards listed by
+//! `model.safetensors.index.json`.
+//!
+//! The format is an 8-byte little-endian header length, a JSON header mapping each tensor name to
+//! its dtype, shape and byte range, then the data. The header is parsed here (rather than by the
+//! `safetensors` crate) so that every inconsistency gets an error naming the file and the tensor.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use memmap2::Mmap;
-use safetensors::tensor::{Dtype, Metadata};
-use safetensors::SafeTensors;
 
 use crate::{CheckpointError, HostTensor, TensorInfo, TensorSource};
 
-/// One memory-mapped `.safetensors` file with its parsed header.
-struct Shard {
-    path: PathBuf,
-    mmap: Mmap,
-    header_len: usize,
-    metadata: Metadata,
+/// The name of the shard index in a checkpoint directory.
+const INDEX_FILE: &str = "model.safetensors.index.json";
+/// A header larger than this is not a real checkpoint's.
+const MAX_HEADER_BYTES: u64 = 100 << 20;
+
+/// Where one tensor is in its file.
+#[derive(Debug, Clone)]
+struct Entry {
+    dtype: String,
+    shape: Vec<usize>,
+    /// Absolute byte range in the file.
+    start: usize,
+    end: usize,
 }
 
-impl Shard {
+/// One memory-mapped `.safetensors` file with its parsed header.
+struct MappedFile {
+    path: PathBuf,
+    mmap: Mmap,
+    tensors: HashMap<String, Entry>,
+}
+
+impl MappedFile {
     fn open(path: &Path) -> Result<Self, CheckpointError> {
         let file = File::open(path).map_err(|e| CheckpointError::io(path, e))?;
-        // SAFETY: the map is read-only; a checkpoint modified while mapped is outside what
-        // any reader can defend against, as with every memory-mapped weight loader.
+        // SAFETY: the map is read-only; a checkpoint modified while mapped is outside what any
+        // reader can defend against, as with every memory-mapped weight loader.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| CheckpointError::io(path, e))?;
-        let (header_len, metadata) = SafeTensors::read_metadata(&mmap).map_err(|e| {
-            let detail = format!("invalid safetensors header or data layout: {e}");
-            match e {
-                safetensors::SafeTensorError::MetadataIncompleteBuffer
-                | safetensors::SafeTensorError::HeaderTooSmall
-                | safetensors::SafeTensorError::InvalidHeaderLength => CheckpointError::Truncated {
-                    path: path.to_path_buf(),
-                    detail,
-                },
-                _ => CheckpointError::bad(path, detail),
-            }
-        })?;
+        let tensors = parse_header(path, &mmap)?;
         Ok(Self {
             path: path.to_path_buf(),
             mmap,
-            header_len,
-            metadata,
+            tensors,
         })
     }
 
-    fn bytes(&self, name: &str) -> Option<(&safetensors::tensor::TensorInfo, &[u8])> {
-        let info = self.metadata.info(name)?;
-        let start = 8 + self.header_len + info.data_offsets.0;
-        let end = 8 + self.header_len + info.data_offsets.1;
-        Some((info, &self.mmap[start..end]))
+    fn bytes(&self, entry: &Entry) -> &[u8] {
+        &self.mmap[entry.start..entry.end]
     }
 }
 
-/// A safetensors checkpoint: a single file, or a directory with `model.safetensors`, or with
-/// `model.safetensors.index.json` and its shards. Files are memory-mapped; a tensor's bytes are
-/// read only when it is loaded.
-pub struct SafetensorsCheckpoint {
-    origin: PathBuf,
-    shards: Vec<Shard>,
-    /// Tensor name → shard index.
-    index: HashMap<String, usize>,
+/// The header's description of one tensor.
+#[derive(serde::Deserialize)]
+struct RawEntry {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: (usize, usize),
 }
 
-impl SafetensorsCheckpoint {
-    /// Opens a `.safetensors` file or a checkpoint directory.
-    pub fn open(path: &Path) -> Result<Self, CheckpointError> {
-        let files = if path.is_dir() {
-            shard_files(path)?
-        } else {
-            vec![path.to_path_buf()]
-        };
-        let shards = files
-            .iter()
-            .map(|f| Shard::open(f))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut index = HashMap::new();
-        for (i, shard) in shards.iter().enumerate() {
-            for name in shard.metadata.tensors().keys() {
-                index.insert(name.clone(), i);
-            }
+/// Parses and checks the header of a safetensors file held in `bytes`.
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<HashMap<String, Entry>, CheckpointError> {
+    let Some(prefix) = bytes.get(..8) else {
+        return Err(CheckpointError::truncated(
+            path,
+            format!(
+                "{} bytes, too short for the 8-byte header length",
+                bytes.len()
+            ),
+        ));
+    };
+    let header_len = u64::from_le_bytes(prefix.try_into().expect("8 bytes"));
+    let available = (bytes.len() - 8) as u64;
+    if header_len > MAX_HEADER_BYTES {
+        return Err(CheckpointError::bad(
+            path,
+            format!("not a safetensors file: its header length {header_len} is implausibly large"),
+        ));
+    }
+    if header_len > available {
+        return Err(CheckpointError::truncated(
+            path,
+            format!("the header claims {header_len} bytes but only {available} follow its length"),
+        ));
+    }
+    let data_start = 8 + header_len as usize;
+    let data_len = bytes.len() - data_start;
+    let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&bytes[8..data_start])
+        .map_err(|e| CheckpointError::bad(path, format!("invalid safetensors header: {e}")))?;
+
+    let mut tensors = HashMap::with_capacity(header.len());
+    for (name, value) in header {
+        if name == "__metadata__" {
+            continue;
         }
-        Ok(Self {
-            origin: path.to_path_buf(),
-            shards,
-            index,
-        })
-    }
-
-    /// Reads an integer tensor (I64, I32) as `i64`, e.g. token ids in a test fixture.
-    pub fn load_i64(&self, name: &str) -> Result<(Vec<usize>, Vec<i64>), CheckpointError> {
-        let (shard, info, bytes) = self.locate(name)?;
-        let values = match info.dtype {
-            Dtype::I64 => bytes
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect(),
-            Dtype::I32 => bytes
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64)
-                .collect(),
-            other => return Err(unsupported(&shard.path, name, other)),
-        };
-        Ok((info.shape.clone(), values))
-    }
-
-    fn locate(
-        &self,
-        name: &str,
-    ) -> Result<(&Shard, &safetensors::tensor::TensorInfo, &[u8]), CheckpointError> {
-        let shard = self
-            .index
-            .get(name)
-            .map(|&i| &self.shards[i])
-            .ok_or_else(|| CheckpointError::MissingTensor {
-                source_desc: self.describe(),
-                name: name.to_string(),
-            })?;
-        let (info, bytes) = shard.bytes(name).expect("indexed names exist in their shard");
-        Ok((shard, info, bytes))
-    }
-}
-
-/// The safetensors files of a checkpoint directory.
-fn shard_files(dir: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(|e| CheckpointError::io(&index, e))?;
-        #[derive(serde::Deserialize)]
-        struct Index {
-            weight_map: BTreeMap<String, String>,
+        let raw: RawEntry = serde_json::from_value(value)
+            .map_err(|e| CheckpointError::bad(path, format!("tensor `{name}`: {e}")))?;
+        let (begin, end) = raw.data_offsets;
+        if begin > end {
+            return Err(CheckpointError::bad(
+                path,
+                format!("tensor `{name}` has data offsets {begin}..{end}"),
+            ));
         }
-        let parsed: Index = serde_json::from_str(&text)
-            .map_err(|e| CheckpointError::bad(&index, format!("invalid index: {e}")))?;
-        let mut files: Vec<PathBuf> = parsed.weight_map.values().map(|f| dir.join(f)).collect();
-        files.sort();
-        files.dedup();
-        return Ok(files);
+        let numel = raw.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if let (Some(size), Some(numel)) = (dtype_size(&raw.dtype), numel)
+            && numel.checked_mul(size) != Some(end - begin)
+        {
+            return Err(CheckpointError::bad(
+                path,
+                format!(
+                    "tensor `{name}` of shape {:?} and type {} should take {} bytes, but its \
+                     data offsets {begin}..{end} span {}",
+                    raw.shape,
+                    raw.dtype,
+                    numel.saturating_mul(size),
+                    end - begin
+                ),
+            ));
+        }
+        if end > data_len {
+            return Err(CheckpointError::truncated(
+                path,
+                format!(
+                    "tensor `{name}` needs bytes {begin}..{end} of the data section, which holds \
+                     only {data_len} bytes"
+                ),
+            ));
+        }
+        let entry = Entry {
+            dtype: raw.dtype,
+            shape: raw.shape,
+            start: data_start + begin,
+            end: data_start + end,
+        };
+        tensors.insert(name, entry);
     }
-    let single = dir.join("model.safetensors");
-    if single.is_file() {
-        return Ok(vec![single]);
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| CheckpointError::io(dir, e))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    match found.len() {
-        1 => Ok(vec![found.remove(0)]),
-        0 => Err(CheckpointError::bad(dir, "no .safetensors file in this directory")),
-        n => Err(CheckpointError::bad(
-            dir,
-            format!("{n} .safetensors files but no model.safetensors.index.json to order them"),
-        )),
-    }
+    Ok(tensors)
 }
 
-fn unsupported(path: &Path, tensor: &str, dtype: Dtype) -> CheckpointError {
-    CheckpointError::UnsupportedDType {
-        path: path.to_path_buf(),
-        tensor: tensor.to_string(),
-        dtype: format!("{dtype:?}"),
-    }
-}
-
-/// Little-endian storage of `dtype` → `f32`.
-fn to_f32(bytes: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
+/// Bytes per element of a safetensors dtype, for the dtypes whose size is known here.
+fn dtype_size(dtype: &str) -> Option<usize> {
     Some(match dtype {
-        Dtype::F32 => bytes
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" => 1,
+        "U16" | "I16" | "F16" | "BF16" => 2,
+        "U32" | "I32" | "F32" => 4,
+        "U64" | "I64" | "F64" => 8,
+        _ => return None,
+    })
+}
+
+/// Little-endian storage of `dtype` → `f32`; `None` for dtypes that are not floats.
+fn to_f32(bytes: &[u8], dtype: &str) -> Option<Vec<f32>> {
+    Some(match dtype {
+        "F32" => bytes
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect(),
-        Dtype::F16 => bytes
+        "F16" => bytes
             .chunks_exact(2)
             .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
             .collect(),
-        Dtype::BF16 => bytes
+        "BF16" => bytes
             .chunks_exact(2)
             .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
             .collect(),
-        Dtype::F64 => bytes
+        "F64" => bytes
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
             .collect(),
         _ => return None,
     })
+}
+
+/// Little-endian storage of an integer `dtype` → `i64`; `None` for other dtypes.
+fn to_i64(bytes: &[u8], dtype: &str) -> Option<Vec<i64>> {
+    Some(match dtype {
+        "I64" => bytes
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect(),
+        "I32" => bytes
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64)
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// A file of the checkpoint, mapped on first use.
+struct Shard {
+    path: PathBuf,
+    mapped: Mutex<Option<Arc<MappedFile>>>,
+}
+
+impl Shard {
+    fn lazy(path: PathBuf) -> Self {
+        Self {
+            path,
+            mapped: Mutex::new(None),
+        }
+    }
+
+    fn get(&self) -> Result<Arc<MappedFile>, CheckpointError> {
+        let mut slot = self.mapped.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = slot.as_ref() {
+            return Ok(file.clone());
+        }
+        let file = Arc::new(MappedFile::open(&self.path)?);
+        *slot = Some(file.clone());
+        Ok(file)
+    }
+}
+
+/// A safetensors checkpoint: a single file; or a directory holding `model.safetensors.index.json`
+/// and the shards it lists, or `model.safetensors`, or exactly one `*.safetensors` file.
+///
+/// Files are memory-mapped (shards only when one of their tensors is first asked for), and a
+/// tensor's bytes are read only when it is loaded.
+pub struct SafetensorsCheckpoint {
+    origin: PathBuf,
+    shards: Vec<Shard>,
+    /// Tensor name → index in `shards`.
+    index: BTreeMap<String, usize>,
+}
+
+impl SafetensorsCheckpoint {
+    /// Opens a `.safetensors` file or a checkpoint directory.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
+        let path = path.as_ref();
+        let index_file = path.join(INDEX_FILE);
+        if path.is_dir() && index_file.is_file() {
+            return Self::open_sharded(path, &index_file);
+        }
+        let file = if path.is_dir() {
+            single_file_in(path)?
+        } else {
+            path.to_path_buf()
+        };
+        let mapped = MappedFile::open(&file)?;
+        let index = mapped.tensors.keys().map(|n| (n.clone(), 0)).collect();
+        let shard = Shard {
+            path: file,
+            mapped: Mutex::new(Some(Arc::new(mapped))),
+        };
+        Ok(Self {
+            origin: path.to_path_buf(),
+            shards: vec![shard],
+            index,
+        })
+    }
+
+    fn open_sharded(dir: &Path, index_file: &Path) -> Result<Self, CheckpointError> {
+        #[derive(serde::Deserialize)]
+        struct Index {
+            weight_map: BTreeMap<String, String>,
+        }
+        let text =
+            std::fs::read_to_string(index_file).map_err(|e| CheckpointError::io(index_file, e))?;
+        let parsed: Index = serde_json::from_str(&text)
+            .map_err(|e| CheckpointError::bad(index_file, format!("invalid shard index: {e}")))?;
+        let mut shard_of_file: BTreeMap<String, usize> = BTreeMap::new();
+        let mut shards = Vec::new();
+        let mut index = BTreeMap::new();
+        for (tensor, file) in parsed.weight_map {
+            let next = shard_of_file.len();
+            let shard = *shard_of_file.entry(file.clone()).or_insert_with(|| {
+                shards.push(Shard::lazy(dir.join(&file)));
+                next
+            });
+            index.insert(tensor, shard);
+        }
+        for shard in &shards {
+            if !shard.path.is_file() {
+                return Err(CheckpointError::bad(
+                    index_file,
+                    format!("lists shard {}, which does not exist", shard.path.display()),
+                ));
+            }
+        }
+        Ok(Self {
+            origin: dir.to_path_buf(),
+            shards,
+            index,
+        })
+    }
+
+    /// The files of the checkpoint (one, or the shards in name order).
+    pub fn files(&self) -> Vec<&Path> {
+        self.shards.iter().map(|s| s.path.as_path()).collect()
+    }
+
+    /// Reads an integer tensor (`I64` or `I32`) as `i64`, e.g. token ids in a test fixture.
+    /// Returns the shape (outermost first) and the values.
+    pub fn load_i64(&self, name: &str) -> Result<(Vec<usize>, Vec<i64>), CheckpointError> {
+        self.with_tensor(name, |file, entry| {
+            let values = to_i64(file.bytes(entry), &entry.dtype)
+                .ok_or_else(|| unsupported(&file.path, name, &entry.dtype))?;
+            Ok((entry.shape.clone(), values))
+        })
+    }
+
+    /// Runs `f` on the mapped file holding `name` and the tensor's entry in it.
+    fn with_tensor<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&MappedFile, &Entry) -> Result<R, CheckpointError>,
+    ) -> Result<R, CheckpointError> {
+        let missing = || CheckpointError::MissingTensor {
+            source_desc: self.describe(),
+            name: name.to_string(),
+        };
+        let shard = &self.shards[*self.index.get(name).ok_or_else(missing)?];
+        let file = shard.get()?;
+        let entry = file.tensors.get(name).ok_or_else(|| {
+            CheckpointError::bad(
+                &file.path,
+                format!("{INDEX_FILE} places tensor `{name}` in this shard, but it is not there"),
+            )
+        })?;
+        f(&file, entry)
+    }
+}
+
+fn unsupported(path: &Path, tensor: &str, dtype: &str) -> CheckpointError {
+    CheckpointError::UnsupportedDType {
+        path: path.to_path_buf(),
+        tensor: tensor.to_string(),
+        dtype: dtype.to_string(),
+    }
+}
+
+/// The single-file checkpoint of a directory without an index.
+fn single_file_in(dir: &Path) -> Result<PathBuf, CheckpointError> {
+    let default = dir.join("model.safetensors");
+    if default.is_file() {
+        return Ok(default);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| CheckpointError::io(dir, e))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(CheckpointError::bad(
+            dir,
+            format!("no {INDEX_FILE}, no model.safetensors and no other .safetensors file"),
+        )),
+        n => Err(CheckpointError::bad(
+            dir,
+            format!(
+                "{n} .safetensors files but no {INDEX_FILE} to say which tensors each holds: {}",
+                found
+                    .iter()
+                    .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
 }
 
 impl TensorSource for SafetensorsCheckpoint {
@@ -193,121 +373,51 @@ impl TensorSource for SafetensorsCheckpoint {
     }
 
     fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.index.keys().cloned().collect();
-        names.sort();
-        names
+        self.index.keys().cloned().collect()
     }
 
     fn info(&self, name: &str) -> Option<TensorInfo> {
-        let (_, info, _) = self.locate(name).ok()?;
-        Some(TensorInfo {
-            name: name.to_string(),
-            shape: info.shape.clone(),
-            dtype: format!("{:?}", info.dtype),
+        self.with_tensor(name, |_, entry| {
+            Ok(TensorInfo {
+                name: name.to_string(),
+                shape: entry.shape.clone(),
+                dtype: entry.dtype.clone(),
+            })
         })
+        .ok()
     }
 
     fn load(&self, name: &str) -> Result<HostTensor, CheckpointError> {
-        let (shard, info, bytes) = self.locate(name)?;
-        let data = to_f32(bytes, info.dtype).ok_or_else(|| unsupported(&shard.path, name, info.dtype))?;
-        Ok(HostTensor {
-            shape: info.shape.clone(),
-            data,
+        self.with_tensor(name, |file, entry| {
+            let data = to_f32(file.bytes(entry), &entry.dtype)
+                .ok_or_else(|| unsupported(&file.path, name, &entry.dtype))?;
+            Ok(HostTensor {
+                shape: entry.shape.clone(),
+                data,
+            })
         })
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
     }
 }
 
-/// Reads `<dir>/config.json` (or the given file) as JSON.
-pub fn read_hf_config(path: &Path) -> Result<serde_json::Value, CheckpointError> {
+/// Reads a Hugging Face `config.json`: `path` is the checkpoint directory or the file itself.
+pub fn read_hf_config(path: impl AsRef<Path>) -> Result<serde_json::Value, CheckpointError> {
+    let path = path.as_ref();
     let file = if path.is_dir() {
         path.join("config.json")
     } else {
         path.to_path_buf()
     };
+    if !file.exists() {
+        return Err(CheckpointError::bad(
+            &file,
+            "config.json not found (a Hugging Face checkpoint directory holds one)",
+        ));
+    }
     let text = std::fs::read_to_string(&file).map_err(|e| CheckpointError::io(&file, e))?;
-    serde_json::from_str(&text).map_err(|e| CheckpointError::bad(&file, format!("invalid JSON: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use safetensors::tensor::TensorView;
-
-    fn write(path: &Path, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) {
-        let views: Vec<(String, TensorView)> = tensors
-            .iter()
-            .map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap()))
-            .collect();
-        safetensors::serialize_to_file(views, None, path).unwrap();
-    }
-
-    fn f32_bytes(values: &[f32]) -> Vec<u8> {
-        values.iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
-
-    #[test]
-    fn reads_single_files_and_converts_half_types() {
-        let dir = tempfile::tempdir().unwrap();
-        let f16: Vec<u8> = [1.5f32, -2.0]
-            .iter()
-            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-            .collect();
-        let bf16: Vec<u8> = [0.5f32, 4.0]
-            .iter()
-            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
-            .collect();
-        write(
-            &dir.path().join("model.safetensors"),
-            &[
-                ("a", Dtype::F32, vec![2, 2], f32_bytes(&[1.0, 2.0, 3.0, 4.0])),
-                ("h", Dtype::F16, vec![2], f16),
-                ("b", Dtype::BF16, vec![2], bf16),
-                ("ids", Dtype::I64, vec![2], [7i64, 9].iter().flat_map(|v| v.to_le_bytes()).collect()),
-            ],
-        );
-        let ckpt = SafetensorsCheckpoint::open(dir.path()).unwrap();
-        assert_eq!(ckpt.load("a").unwrap().data, vec![1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(ckpt.load("h").unwrap().data, vec![1.5, -2.0]);
-        assert_eq!(ckpt.load("b").unwrap().data, vec![0.5, 4.0]);
-        assert_eq!(ckpt.load_i64("ids").unwrap(), (vec![2], vec![7, 9]));
-        let err = ckpt.load("ids").unwrap_err().to_string();
-        assert!(err.contains("`ids`") && err.contains("I64"), "{err}");
-        let err = ckpt.load_shaped("a", &[4]).unwrap_err().to_string();
-        assert!(err.contains("[2, 2]") && err.contains("[4]"), "{err}");
-        let err = ckpt.load("nope").unwrap_err().to_string();
-        assert!(err.contains("tensor `nope` not found") && err.contains(&ckpt.describe()), "{err}");
-    }
-
-    #[test]
-    fn reads_sharded_checkpoints_through_the_index() {
-        let dir = tempfile::tempdir().unwrap();
-        write(&dir.path().join("part-1.safetensors"), &[("x", Dtype::F32, vec![1], f32_bytes(&[1.0]))]);
-        write(&dir.path().join("part-2.safetensors"), &[("y", Dtype::F32, vec![1], f32_bytes(&[2.0]))]);
-        std::fs::write(
-            dir.path().join("model.safetensors.index.json"),
-            r#"{"metadata": {}, "weight_map": {"x": "part-1.safetensors", "y": "part-2.safetensors"}}"#,
-        )
-        .unwrap();
-        let ckpt = SafetensorsCheckpoint::open(dir.path()).unwrap();
-        assert_eq!(ckpt.names(), vec!["x", "y"]);
-        assert_eq!(ckpt.load("y").unwrap().data, vec![2.0]);
-    }
-
-    #[test]
-    fn truncated_files_are_errors_not_panics() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.safetensors");
-        write(&path, &[("a", Dtype::F32, vec![4], f32_bytes(&[1.0, 2.0, 3.0, 4.0]))]);
-        let bytes = std::fs::read(&path).unwrap();
-        for cut in [4, 20, bytes.len() - 3] {
-            std::fs::write(&path, &bytes[..cut]).unwrap();
-            let err = SafetensorsCheckpoint::open(&path).err().expect("truncated").to_string();
-            assert!(err.contains("model.safetensors"), "{err}");
-        }
-        let err = SafetensorsCheckpoint::open(&dir.path().join("absent.safetensors"))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("absent.safetensors"), "{err}");
-    }
+    serde_json::from_str(&text)
+        .map_err(|e| CheckpointError::bad(&file, format!("invalid JSON: {e}")))
 }
