@@ -18,7 +18,7 @@ use splitlm::checkpoint::{SafetensorsCheckpoint, tokenizer_from_gguf};
 use splitlm::device::DeviceSpec;
 use splitlm::llama::{GgufLlamaSource, LlamaModel};
 use splitlm::nn::batch::PaddingSide;
-use splitlm::nn::generate::greedy;
+use splitlm::nn::generate::greedy_timed;
 use splitlm::nn::head::mean_pool;
 use splitlm::nn::{SliceSpec, TaskHead, TokenBatch, TransformerSlice};
 use tokenizers::Tokenizer;
@@ -74,7 +74,10 @@ fn sentence_similarities(device: &Device) -> Result<()> {
     let pad = tokenizer.token_to_id("[PAD]").unwrap_or(0);
     let tokens = TokenBatch::from_sequences(&ids, pad, PaddingSide::Right, device)?;
     let started = Instant::now();
-    let states = model.forward(&tokens, None)?.hidden().context("hidden states")?;
+    let states = model
+        .forward(&tokens, None)?
+        .hidden()
+        .context("hidden states")?;
     let embeddings = normalize(mean_pool(states, &tokens.attention_mask));
     let similarity = embeddings.clone().matmul(embeddings.transpose());
     let similarity: Vec<f32> = similarity.into_data().try_into_vec_as::<f32>().unwrap();
@@ -100,9 +103,9 @@ fn normalize(x: Tensor<2>) -> Tensor<2> {
 }
 
 fn answer(device: &Device, question: &str, max_new_tokens: usize) -> Result<()> {
-    let path = assets::ensure(Asset::SmolLm2)?;
+    assets::ensure(Asset::SmolLm2)?;
     let started = Instant::now();
-    let source = GgufLlamaSource::open(&path)?;
+    let source = GgufLlamaSource::open(&assets::smollm2_gguf())?;
     let config = source.config().clone();
     let spec = SliceSpec::full(config.num_hidden_layers);
     let model = LlamaModel::load(&source, &config, &spec, TaskHead::CausalLm, device)?;
@@ -115,20 +118,22 @@ fn answer(device: &Device, question: &str, max_new_tokens: usize) -> Result<()> 
         .map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?
         .get_ids()
         .to_vec();
-    let stop = [im_end(&tokenizer), tokenizer.token_to_id("<|endoftext|>").unwrap_or(0)];
-    let started = Instant::now();
-    let generated = greedy(&model, &ids, max_new_tokens, &stop, device)?;
-    let elapsed = started.elapsed();
+    let stop = [
+        im_end(&tokenizer),
+        tokenizer.token_to_id("<|endoftext|>").unwrap_or(0),
+    ];
+    let generation = greedy_timed(&model, &ids, max_new_tokens, &stop, device)?;
     let text = tokenizer
-        .decode(&generated, true)
+        .decode(&generation.tokens, true)
         .map_err(|e| anyhow::anyhow!("decoding: {e}"))?;
     println!("Q: {question}\nA: {}", text.trim());
     println!(
-        "{} prompt tokens, {} generated in {:.2?} ({:.1} tokens/s including the prompt pass)",
+        "prompt: {} tokens in {:.2?}; then {} tokens in {:.2?} ({:.1} tokens/s with the KV cache)",
         ids.len(),
-        generated.len(),
-        elapsed,
-        generated.len() as f64 / elapsed.as_secs_f64()
+        generation.prefill,
+        generation.tokens.len().saturating_sub(1),
+        generation.decode,
+        generation.decode_rate().unwrap_or(0.0)
     );
     Ok(())
 }

@@ -41,8 +41,16 @@ fn llama_logits_agree_across_backends() {
     for (spec, device) in other_backends() {
         let (model, tokens) = llama_on(&device);
         let logits = values(model.forward(&tokens, None).unwrap().lm_logits().unwrap());
-        assert_close(&format!("llama logits on {spec} vs cpu"), &logits, &reference, 1e-4);
+        assert_close(
+            &format!("llama logits on {spec} vs cpu"),
+            &logits,
+            &reference,
+            1e-4,
+        );
         let drift = incremental_decoding_error(&model, &tokens, 2);
-        assert!(drift <= 1e-4, "{spec}: cached decoding drifts by {drift:.2e}");
+        assert!(
+            drift <= 1e-4,
+            "{spec}: cached decoding drifts by {drift:.2e}"
+        );
     }
 }

@@ -83,7 +83,8 @@ impl DeviceSpec {
         match *self {
             DeviceSpec::Cpu => {
                 #[cfg(feature = "ndarray")]
-                #[allow(deprecated)] // Burn deprecates ndarray in favour of flex; see README.
+                #[allow(deprecated)]
+                // Burn deprecates ndarray in favour of flex; see README.
                 return Device::ndarray();
             }
             DeviceSpec::Wgpu(index) => {
@@ -233,7 +234,9 @@ mod tests {
     #[test]
     fn cpu_probe_computes() {
         if cfg!(feature = "ndarray") {
-            DeviceSpec::Cpu.probe().expect("the cpu backend works everywhere");
+            DeviceSpec::Cpu
+                .probe()
+                .expect("the cpu backend works everywhere");
         }
     }
 }

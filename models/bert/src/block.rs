@@ -52,9 +52,10 @@ impl BertLayer {
         let x = self
             .attention_norm
             .forward(x + self.attention_out.forward(context));
-        let ff = self
-            .output
-            .forward(self.activation.forward(self.intermediate.forward(x.clone())));
+        let ff = self.output.forward(
+            self.activation
+                .forward(self.intermediate.forward(x.clone())),
+        );
         self.output_norm.forward(x + ff)
     }
 }

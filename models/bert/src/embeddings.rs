@@ -20,7 +20,11 @@ impl BertEmbeddings {
         let d = config.hidden_size;
         Ok(Self {
             words: weights.embedding("word_embeddings", config.vocab_size, d)?,
-            positions: weights.embedding("position_embeddings", config.max_position_embeddings, d)?,
+            positions: weights.embedding(
+                "position_embeddings",
+                config.max_position_embeddings,
+                d,
+            )?,
             token_types: weights.embedding("token_type_embeddings", config.type_vocab_size, d)?,
             norm: weights.layer_norm("LayerNorm", d, config.layer_norm_eps)?,
             position_offset: config.position_offset(),

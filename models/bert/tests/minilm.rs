@@ -19,8 +19,10 @@ fn normalize(x: Tensor<2>) -> Tensor<2> {
 
 #[test]
 fn minilm_sentence_embeddings_match_transformers() {
-    let Some(dir) = require_asset("MiniLM", splitlm_assets::locate(splitlm_assets::Asset::MiniLm))
-    else {
+    let Some(dir) = require_asset(
+        "MiniLM",
+        splitlm_assets::locate(splitlm_assets::Asset::MiniLm),
+    ) else {
         return;
     };
     let path = fixtures_dir().join("minilm/reference.json");
@@ -38,7 +40,8 @@ fn minilm_sentence_embeddings_match_transformers() {
         .iter()
         .map(|s| tokenizer.encode(*s, true).unwrap().get_ids().to_vec())
         .collect();
-    let expected_ids: Vec<Vec<u32>> = serde_json::from_value(reference["input_ids"].clone()).unwrap();
+    let expected_ids: Vec<Vec<u32>> =
+        serde_json::from_value(reference["input_ids"].clone()).unwrap();
     assert_eq!(ids, expected_ids, "WordPiece ids");
 
     let device = splitlm_device::DeviceSpec::Cpu.device().unwrap();
@@ -50,7 +53,12 @@ fn minilm_sentence_embeddings_match_transformers() {
     let states = model.forward(&tokens, None).unwrap().hidden().unwrap();
     let embeddings = normalize(mean_pool(states, &tokens.attention_mask));
     let expected: Vec<Vec<f32>> = serde_json::from_value(reference["embeddings"].clone()).unwrap();
-    assert_close("MiniLM embeddings", &values(embeddings.clone()), &expected.concat(), 1e-4);
+    assert_close(
+        "MiniLM embeddings",
+        &values(embeddings.clone()),
+        &expected.concat(),
+        1e-4,
+    );
 
     let cosine = values(embeddings.clone().matmul(embeddings.transpose()));
     let n = sentences.len();
@@ -58,5 +66,8 @@ fn minilm_sentence_embeddings_match_transformers() {
     let unrelated = [cosine[2], cosine[3], cosine[2 * n + 3]];
     eprintln!("paraphrase cosine {paraphrase:.3}, unrelated {unrelated:?}");
     assert!(paraphrase > 0.5, "paraphrases: cosine {paraphrase}");
-    assert!(unrelated.iter().all(|c| *c < 0.2), "unrelated: {unrelated:?}");
+    assert!(
+        unrelated.iter().all(|c| *c < 0.2),
+        "unrelated: {unrelated:?}"
+    );
 }

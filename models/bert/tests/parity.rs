@@ -53,7 +53,11 @@ fn hidden_states_and_pooler_match_transformers() {
 fn sequence_classification_matches_transformers() {
     let task = TaskHead::SequenceClassification { num_labels: 3 };
     let (fixture, model, tokens) = setup(task, None);
-    let logits = model.forward(&tokens, None).unwrap().class_logits().unwrap();
+    let logits = model
+        .forward(&tokens, None)
+        .unwrap()
+        .class_logits()
+        .unwrap();
     assert_eq!(logits.dims(), [3, 3]);
     assert_close(
         "seq_cls_logits",
@@ -91,7 +95,11 @@ fn three_slices_chained_equal_the_whole_model() {
     let hidden = middle.forward_blocks(hidden, None).unwrap();
     let hidden = top.forward_blocks(hidden, None).unwrap();
     let split = top.forward_top(hidden).unwrap().class_logits().unwrap();
-    let full = whole.forward(&tokens, None).unwrap().class_logits().unwrap();
+    let full = whole
+        .forward(&tokens, None)
+        .unwrap()
+        .class_logits()
+        .unwrap();
     assert_close("split vs whole", &values(split), &values(full), 1e-6);
 }
 

@@ -55,7 +55,9 @@ impl CausalBlock for Gpt2Block {
         let v = split_heads(qkv.narrow(2, 2 * d, d), self.heads);
         let (k, v) = with_cache(k, v, cache);
         let x = x + self.attn_proj.forward(attend(q, k, v, mask));
-        let h = self.activation.forward(self.c_fc.forward(self.ln_2.forward(x.clone())));
+        let h = self
+            .activation
+            .forward(self.c_fc.forward(self.ln_2.forward(x.clone())));
         x + self.mlp_proj.forward(h)
     }
 }

@@ -57,7 +57,10 @@ impl Gpt2Config {
         if self.n_head == 0 || self.n_embd % self.n_head != 0 {
             return Err(ModelError::config(
                 origin,
-                format!("n_embd {} is not a multiple of n_head {}", self.n_embd, self.n_head),
+                format!(
+                    "n_embd {} is not a multiple of n_head {}",
+                    self.n_embd, self.n_head
+                ),
             ));
         }
         Ok(())

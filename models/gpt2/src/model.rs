@@ -151,7 +151,10 @@ impl TransformerSlice for Gpt2Model {
             .ok_or_else(|| missing_part("top", &self.spec))?;
         hidden.validate(self.hidden_size)?;
         let states = top.ln_f.forward(hidden.states);
-        let embeddings = self.embeddings.as_ref().map(Gpt2Embeddings::word_embeddings);
+        let embeddings = self
+            .embeddings
+            .as_ref()
+            .map(Gpt2Embeddings::word_embeddings);
         Ok(top.head.forward(states, &hidden.attention_mask, embeddings))
     }
 }

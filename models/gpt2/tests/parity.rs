@@ -3,9 +3,7 @@
 
 use burn::tensor::Device;
 use splitlm_gpt2::{Gpt2Config, Gpt2Model};
-use splitlm_nn::testing::{
-    Fixture, assert_close, incremental_decoding_error, valid_rows, values,
-};
+use splitlm_nn::testing::{Fixture, assert_close, incremental_decoding_error, valid_rows, values};
 use splitlm_nn::{SliceSpec, TaskHead, TokenBatch, TransformerSlice};
 
 const TOLERANCE: f32 = 1e-4;
@@ -31,7 +29,11 @@ fn setup(task: TaskHead, spec: Option<SliceSpec>) -> (Fixture, Gpt2Model, TokenB
 #[test]
 fn positions_follow_the_fixture_convention() {
     let (fixture, _, tokens) = setup(TaskHead::Hidden, None);
-    let ours: Vec<i64> = tokens.positions().into_data().try_into_vec_as::<i64>().unwrap();
+    let ours: Vec<i64> = tokens
+        .positions()
+        .into_data()
+        .try_into_vec_as::<i64>()
+        .unwrap();
     let theirs: Vec<i64> = fixture.int_rows("position_ids").concat();
     assert_eq!(ours, theirs);
 }
@@ -39,7 +41,10 @@ fn positions_follow_the_fixture_convention() {
 #[test]
 fn lm_logits_and_hidden_states_match_transformers() {
     let mask = Fixture::open("gpt2").unwrap().int_rows("attention_mask");
-    for (task, name) in [(TaskHead::CausalLm, "lm_logits"), (TaskHead::Hidden, "last_hidden_state")] {
+    for (task, name) in [
+        (TaskHead::CausalLm, "lm_logits"),
+        (TaskHead::Hidden, "last_hidden_state"),
+    ] {
         let (fixture, model, tokens) = setup(task, None);
         let out = model.forward(&tokens, None).unwrap();
         let out = match task {
@@ -60,7 +65,11 @@ fn lm_logits_and_hidden_states_match_transformers() {
 #[test]
 fn sequence_classification_uses_the_last_real_token() {
     let (fixture, model, tokens) = setup(TaskHead::SequenceClassification { num_labels: 3 }, None);
-    let logits = model.forward(&tokens, None).unwrap().class_logits().unwrap();
+    let logits = model
+        .forward(&tokens, None)
+        .unwrap()
+        .class_logits()
+        .unwrap();
     assert_close(
         "seq_cls_logits",
         &values(logits),
@@ -96,7 +105,9 @@ fn slices_chained_equal_the_whole_model_with_a_copied_tied_head() {
     let (_, whole, tokens) = setup(TaskHead::CausalLm, None);
     let (_, bottom, _) = setup(TaskHead::CausalLm, Some(SliceSpec::bottom(1)));
     let (_, top, _) = setup(TaskHead::CausalLm, Some(SliceSpec::top_from(1, 3)));
-    let hidden = bottom.forward_blocks(bottom.embed(&tokens).unwrap(), None).unwrap();
+    let hidden = bottom
+        .forward_blocks(bottom.embed(&tokens).unwrap(), None)
+        .unwrap();
     let split = top
         .forward_top(top.forward_blocks(hidden, None).unwrap())
         .unwrap()

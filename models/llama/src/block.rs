@@ -74,7 +74,8 @@ impl CausalBlock for LlamaBlock {
         let (k, v) = with_cache(k, v, cache);
         let x = x + self.o_proj.forward(attend(q, k, v, mask));
         let h = self.post_attention_norm.forward(x.clone());
-        let gated = self.activation.forward(self.gate_proj.forward(h.clone())) * self.up_proj.forward(h);
+        let gated =
+            self.activation.forward(self.gate_proj.forward(h.clone())) * self.up_proj.forward(h);
         x + self.down_proj.forward(gated)
     }
 }

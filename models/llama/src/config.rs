@@ -81,7 +81,11 @@ impl LlamaConfig {
                 format!("rope_scaling {scaling} is not supported"),
             ));
         }
-        if let Some(kind) = self.rope_parameters.as_ref().and_then(|p| p.rope_type.as_deref()) {
+        if let Some(kind) = self
+            .rope_parameters
+            .as_ref()
+            .and_then(|p| p.rope_type.as_deref())
+        {
             if kind != "default" {
                 return Err(ModelError::config(
                     origin,
@@ -94,13 +98,18 @@ impl LlamaConfig {
         if heads == 0 || kv == 0 || heads % kv != 0 {
             return Err(ModelError::config(
                 origin,
-                format!("num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}"),
+                format!(
+                    "num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}"
+                ),
             ));
         }
         if self.head_dim.is_none() && self.hidden_size % heads != 0 {
             return Err(ModelError::config(
                 origin,
-                format!("hidden_size {} is not a multiple of {heads} heads", self.hidden_size),
+                format!(
+                    "hidden_size {} is not a multiple of {heads} heads",
+                    self.hidden_size
+                ),
             ));
         }
         if self.head_size() % 2 != 0 {

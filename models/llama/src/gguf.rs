@@ -34,7 +34,9 @@ impl GgufLlamaSource {
             other => {
                 return Err(ModelError::config(
                     &origin,
-                    format!("unsupported GGUF architecture `{other}` (accepted: llama, mistral, qwen2)"),
+                    format!(
+                        "unsupported GGUF architecture `{other}` (accepted: llama, mistral, qwen2)"
+                    ),
                 ));
             }
         };
@@ -65,7 +67,11 @@ impl GgufLlamaSource {
             num_attention_heads: heads,
             num_key_value_heads: Some(kv_heads),
             head_dim: Some(head_dim),
-            rope_theta: Some(file.get_f32(&key("rope.freq_base")).map(f64::from).unwrap_or(10_000.0)),
+            rope_theta: Some(
+                file.get_f32(&key("rope.freq_base"))
+                    .map(f64::from)
+                    .unwrap_or(10_000.0),
+            ),
             rope_parameters: None,
             rms_norm_eps: file
                 .get_f32(&key("attention.layer_norm_rms_epsilon"))

@@ -35,8 +35,9 @@ impl Rope {
     fn cos_sin(&self, positions: &Tensor<2, Int>, device: &Device) -> (Tensor<3>, Tensor<3>) {
         let [b, s] = positions.dims();
         let half = self.inv_freq.len();
-        let inv_freq = Tensor::<1>::from_data(TensorData::new(self.inv_freq.clone(), [half]), device)
-            .reshape([1, 1, half]);
+        let inv_freq =
+            Tensor::<1>::from_data(TensorData::new(self.inv_freq.clone(), [half]), device)
+                .reshape([1, 1, half]);
         let angles = positions.clone().float().reshape([b, s, 1]) * inv_freq;
         let angles = Tensor::cat(vec![angles.clone(), angles], 2);
         (angles.clone().cos(), angles.sin())

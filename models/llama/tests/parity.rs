@@ -3,9 +3,7 @@
 //! an untied LM head), with left and right padding.
 
 use splitlm_llama::{LlamaConfig, LlamaModel};
-use splitlm_nn::testing::{
-    Fixture, assert_close, incremental_decoding_error, valid_rows, values,
-};
+use splitlm_nn::testing::{Fixture, assert_close, incremental_decoding_error, valid_rows, values};
 use splitlm_nn::{HeadOutput, SliceSpec, TaskHead, TokenBatch, TransformerSlice};
 
 struct Case {
@@ -26,7 +24,12 @@ impl Case {
             token_type_ids: None,
         };
         let mask = fixture.int_rows("attention_mask");
-        Self { fixture, config, tokens, mask }
+        Self {
+            fixture,
+            config,
+            tokens,
+            mask,
+        }
     }
 
     fn model(&self, task: TaskHead, spec: SliceSpec) -> LlamaModel {
@@ -57,9 +60,17 @@ impl Case {
 #[test]
 fn llama_lm_logits_and_hidden_states_match_transformers() {
     let case = Case::open("llama");
-    assert!(case.config.tie_word_embeddings && case.config.kv_heads() < case.config.num_attention_heads);
-    case.assert_per_token("lm_logits", case.run(TaskHead::CausalLm).lm_logits().unwrap());
-    case.assert_per_token("last_hidden_state", case.run(TaskHead::Hidden).hidden().unwrap());
+    assert!(
+        case.config.tie_word_embeddings && case.config.kv_heads() < case.config.num_attention_heads
+    );
+    case.assert_per_token(
+        "lm_logits",
+        case.run(TaskHead::CausalLm).lm_logits().unwrap(),
+    );
+    case.assert_per_token(
+        "last_hidden_state",
+        case.run(TaskHead::Hidden).hidden().unwrap(),
+    );
 }
 
 #[test]
@@ -69,14 +80,22 @@ fn llama_sequence_classification_matches_transformers() {
         .run(TaskHead::SequenceClassification { num_labels: 3 })
         .class_logits()
         .unwrap();
-    assert_close("seq_cls_logits", &values(logits), &case.fixture.floats("seq_cls_logits").1, 1e-4);
+    assert_close(
+        "seq_cls_logits",
+        &values(logits),
+        &case.fixture.floats("seq_cls_logits").1,
+        1e-4,
+    );
 }
 
 #[test]
 fn qwen2_with_biases_and_untied_head_matches_transformers() {
     let case = Case::open("qwen2");
     assert!(!case.config.tie_word_embeddings && case.config.qkv_bias());
-    case.assert_per_token("lm_logits", case.run(TaskHead::CausalLm).lm_logits().unwrap());
+    case.assert_per_token(
+        "lm_logits",
+        case.run(TaskHead::CausalLm).lm_logits().unwrap(),
+    );
 }
 
 #[test]
@@ -84,7 +103,10 @@ fn kv_cache_decoding_equals_full_forward() {
     for name in ["llama", "qwen2"] {
         let case = Case::open(name);
         let err = incremental_decoding_error(&case.whole(TaskHead::CausalLm), &case.tokens, 2);
-        assert!(err <= 1e-5, "{name}: incremental decoding drifts by {err:.2e}");
+        assert!(
+            err <= 1e-5,
+            "{name}: incremental decoding drifts by {err:.2e}"
+        );
     }
 }
 
@@ -94,7 +116,9 @@ fn head_body_tail_slices_equal_the_whole_model() {
     let head = case.model(TaskHead::CausalLm, SliceSpec::bottom(1));
     let body = case.model(TaskHead::CausalLm, SliceSpec::middle(1, 2));
     let tail = case.model(TaskHead::CausalLm, SliceSpec::top_from(2, 3));
-    let hidden = head.forward_blocks(head.embed(&case.tokens).unwrap(), None).unwrap();
+    let hidden = head
+        .forward_blocks(head.embed(&case.tokens).unwrap(), None)
+        .unwrap();
     let hidden = body.forward_blocks(hidden, None).unwrap();
     let hidden = tail.forward_blocks(hidden, None).unwrap();
     let split = tail.forward_top(hidden).unwrap().lm_logits().unwrap();
@@ -109,6 +133,9 @@ fn mismatched_cache_and_mask_is_an_error() {
     let mut cache = model.new_cache();
     model.forward(&case.tokens, Some(&mut cache)).unwrap();
     // Feeding the same full-length mask again claims no past positions: rejected.
-    let err = model.forward(&case.tokens, Some(&mut cache)).unwrap_err().to_string();
+    let err = model
+        .forward(&case.tokens, Some(&mut cache))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("cache holds 7"), "{err}");
 }

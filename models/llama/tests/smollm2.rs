@@ -12,8 +12,11 @@ use splitlm_nn::testing::{fixtures_dir, relative_error, require_asset, values};
 use splitlm_nn::{SliceSpec, TaskHead, TokenBatch, TransformerSlice};
 
 fn gguf() -> Option<PathBuf> {
-    require_asset("SmolLM2 GGUF", splitlm_assets::locate(splitlm_assets::Asset::SmolLm2))
-        .map(|_| splitlm_assets::smollm2_gguf())
+    require_asset(
+        "SmolLM2 GGUF",
+        splitlm_assets::locate(splitlm_assets::Asset::SmolLm2),
+    )
+    .map(|_| splitlm_assets::smollm2_gguf())
 }
 
 fn reference() -> Value {
@@ -57,7 +60,11 @@ fn greedy_answer_and_logits_match_transformers() {
     let source = GgufLlamaSource::open(&path).unwrap();
     let config = source.config().clone();
     assert_eq!(
-        (config.hidden_size, config.num_hidden_layers, config.kv_heads()),
+        (
+            config.hidden_size,
+            config.num_hidden_layers,
+            config.kv_heads()
+        ),
         (576, 30, 3)
     );
     let spec = SliceSpec::full(config.num_hidden_layers);

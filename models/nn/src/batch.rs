@@ -36,7 +36,9 @@ impl TokenBatch {
         let batch = sequences.len();
         let seq = sequences.iter().map(Vec::len).max().unwrap_or(0);
         if batch == 0 || seq == 0 {
-            return Err(ModelError::Input("a batch needs at least one non-empty sequence".into()));
+            return Err(ModelError::Input(
+                "a batch needs at least one non-empty sequence".into(),
+            ));
         }
         let mut ids = Vec::with_capacity(batch * seq);
         let mut mask = Vec::with_capacity(batch * seq);

@@ -41,7 +41,10 @@ impl KvCache {
             self.layers.resize(local + 1, None);
         }
         let merged = match self.layers[local].take() {
-            Some((k, v)) => (Tensor::cat(vec![k, keys], 2), Tensor::cat(vec![v, values], 2)),
+            Some((k, v)) => (
+                Tensor::cat(vec![k, keys], 2),
+                Tensor::cat(vec![v, values], 2),
+            ),
             None => (keys, values),
         };
         self.layers[local] = Some(merged.clone());

@@ -164,7 +164,9 @@ impl DecoderHead {
         if let Some(score) = &self.score {
             // Score every position, then pick the last real token of each row (what HF does).
             let seq = states.dims()[1];
-            let mask = attention_mask.clone().narrow(1, attention_mask.dims()[1] - seq, seq);
+            let mask = attention_mask
+                .clone()
+                .narrow(1, attention_mask.dims()[1] - seq, seq);
             let last = crate::head::last_token_states(states, &mask);
             return HeadOutput::ClassLogits(score.forward(last));
         }

@@ -54,8 +54,15 @@ impl Fixture {
 /// `max |actual − expected| / max |expected|`: the largest error relative to the reference's
 /// scale (element-wise relative error is meaningless near zero).
 pub fn relative_error(actual: &[f32], expected: &[f32]) -> f32 {
-    assert_eq!(actual.len(), expected.len(), "compared tensors differ in size");
-    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "compared tensors differ in size"
+    );
+    let scale = expected
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()))
+        .max(f32::MIN_POSITIVE);
     let worst = actual
         .iter()
         .zip(expected)

@@ -2,7 +2,8 @@
 
 use burn::module::Param;
 use burn::nn::{
-    Embedding, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig,
+    Embedding, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, RmsNorm,
+    RmsNormConfig,
 };
 use burn::tensor::{Device, Tensor, TensorData};
 use splitlm_checkpoint::{HostTensor, TensorSource};
@@ -69,7 +70,10 @@ impl<'a> Weights<'a> {
         shape: [usize; D],
     ) -> Result<Tensor<D>, ModelError> {
         let host = self.host(leaf, &shape)?;
-        Ok(Tensor::from_data(TensorData::new(host.data, shape), &self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(host.data, shape),
+            &self.device,
+        ))
     }
 
     /// Reads `leaf` as a trainable parameter of `shape`.
@@ -113,7 +117,10 @@ impl<'a> Weights<'a> {
         if self.at(leaf).contains("weight") {
             return self.linear(leaf, d_in, d_out, bias);
         }
-        log::info!("`{}` is not in the checkpoint: initialised randomly", self.name(leaf));
+        log::info!(
+            "`{}` is not in the checkpoint: initialised randomly",
+            self.name(leaf)
+        );
         let mut layer = LinearConfig::new(d_in, d_out)
             .with_bias(bias)
             .with_initializer(Initializer::Normal {

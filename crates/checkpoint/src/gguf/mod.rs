@@ -57,6 +57,12 @@ impl GgufFile {
     /// of a known type must lie inside the file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
         let path = path.as_ref();
+        if path.is_dir() {
+            return Err(CheckpointError::bad(
+                path,
+                "is a directory, expected a .gguf file",
+            ));
+        }
         let file = File::open(path).map_err(|e| CheckpointError::io(path, e))?;
         // SAFETY: read-only map; a file modified while mapped is outside what any memory-mapped
         // reader can defend against.

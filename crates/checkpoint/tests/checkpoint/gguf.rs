@@ -365,3 +365,13 @@ fn no_cut_or_corruption_panics() {
         }
     }
 }
+
+#[test]
+fn a_directory_is_not_a_gguf_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = splitlm_checkpoint::GgufFile::open(dir.path())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("is a directory"), "{err}");
+}
