@@ -3,8 +3,8 @@
 //! (Llama core, quantised GGUF, KV-cached greedy decoding).
 //!
 //! ```text
-//! cargo run --release --example quickstart                     # CPU (ndarray)
-//! cargo run --release --features wgpu --example quickstart -- --device wgpu
+//! cargo run --example quickstart                     # CPU (ndarray)
+//! cargo run --example quickstart -- --device wgpu     # Vulkan (lavapipe on a CPU)
 //! ```
 
 use std::time::Instant;

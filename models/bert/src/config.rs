@@ -55,7 +55,9 @@ impl BertConfig {
             origin,
         )?;
         Activation::from_hf(&self.hidden_act, origin)?;
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Err(ModelError::config(
                 origin,
                 format!(

@@ -54,7 +54,7 @@ impl Gpt2Config {
     pub fn validate(&self, origin: &str) -> Result<(), ModelError> {
         hf_config::expect_model_type(&self.model_type, &["gpt2"], origin)?;
         Activation::from_hf(&self.activation_function, origin)?;
-        if self.n_head == 0 || self.n_embd % self.n_head != 0 {
+        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             return Err(ModelError::config(
                 origin,
                 format!(

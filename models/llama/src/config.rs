@@ -81,21 +81,19 @@ impl LlamaConfig {
                 format!("rope_scaling {scaling} is not supported"),
             ));
         }
-        if let Some(kind) = self
+        let rope_type = self
             .rope_parameters
             .as_ref()
-            .and_then(|p| p.rope_type.as_deref())
-        {
-            if kind != "default" {
-                return Err(ModelError::config(
-                    origin,
-                    format!("rope_type `{kind}` is not supported (only `default`)"),
-                ));
-            }
+            .and_then(|p| p.rope_type.as_deref());
+        if let Some(kind) = rope_type.filter(|kind| *kind != "default") {
+            return Err(ModelError::config(
+                origin,
+                format!("rope_type `{kind}` is not supported (only `default`)"),
+            ));
         }
         let heads = self.num_attention_heads;
         let kv = self.kv_heads();
-        if heads == 0 || kv == 0 || heads % kv != 0 {
+        if heads == 0 || kv == 0 || !heads.is_multiple_of(kv) {
             return Err(ModelError::config(
                 origin,
                 format!(
@@ -103,7 +101,7 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if self.head_dim.is_none() && self.hidden_size % heads != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(heads) {
             return Err(ModelError::config(
                 origin,
                 format!(
@@ -112,7 +110,7 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if self.head_size() % 2 != 0 {
+        if !self.head_size().is_multiple_of(2) {
             return Err(ModelError::config(origin, "RoPE needs an even head_dim"));
         }
         Ok(())

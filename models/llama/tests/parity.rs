@@ -139,3 +139,50 @@ fn mismatched_cache_and_mask_is_an_error() {
         .to_string();
     assert!(err.contains("cache holds 7"), "{err}");
 }
+
+/// Records which tensors a slice reads.
+struct Recording<'a> {
+    inner: &'a dyn splitlm_checkpoint::TensorSource,
+    loaded: std::sync::Mutex<Vec<String>>,
+}
+
+impl splitlm_checkpoint::TensorSource for Recording<'_> {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn names(&self) -> Vec<String> {
+        self.inner.names()
+    }
+    fn info(&self, name: &str) -> Option<splitlm_checkpoint::TensorInfo> {
+        self.inner.info(name)
+    }
+    fn load(
+        &self,
+        name: &str,
+    ) -> Result<splitlm_checkpoint::HostTensor, splitlm_checkpoint::CheckpointError> {
+        self.loaded.lock().unwrap().push(name.to_string());
+        self.inner.load(name)
+    }
+}
+
+#[test]
+fn a_slice_reads_only_its_own_tensors() {
+    let case = Case::open("llama");
+    let source = Recording {
+        inner: &case.fixture.weights,
+        loaded: Default::default(),
+    };
+    let device = splitlm_device::DeviceSpec::Cpu.device().unwrap();
+    let spec = SliceSpec::middle(1, 2);
+    LlamaModel::load(&source, &case.config, &spec, TaskHead::CausalLm, &device).unwrap();
+    let loaded = source.loaded.into_inner().unwrap();
+    assert_eq!(
+        loaded.len(),
+        9,
+        "one block: 2 norms + 7 projections, got {loaded:?}"
+    );
+    assert!(
+        loaded.iter().all(|n| n.starts_with("model.layers.1.")),
+        "{loaded:?}"
+    );
+}

@@ -74,7 +74,7 @@ fn greedy_answer_and_logits_match_transformers() {
 
     // Logits of the prompt's last position: the reference's top 20, within 1e-3 of its scale.
     let batch = TokenBatch::from_sequences(
-        &[prompt.clone()],
+        std::slice::from_ref(&prompt),
         0,
         splitlm_nn::batch::PaddingSide::Left,
         &device,

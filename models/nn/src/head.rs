@@ -20,6 +20,8 @@ pub enum TaskHead {
 }
 
 /// What a head produced.
+// One value per forward pass: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum HeadOutput {
     /// `[batch, seq, hidden]` final hidden states.

@@ -26,8 +26,8 @@ impl Fixture {
     pub fn open(name: &str) -> Result<Self, CheckpointError> {
         let dir = fixtures_dir().join("models").join(name);
         Ok(Self {
-            weights: SafetensorsCheckpoint::open(&dir.join("model.safetensors"))?,
-            expected: SafetensorsCheckpoint::open(&dir.join("expected.safetensors"))?,
+            weights: SafetensorsCheckpoint::open(dir.join("model.safetensors"))?,
+            expected: SafetensorsCheckpoint::open(dir.join("expected.safetensors"))?,
             dir,
         })
     }
