@@ -13,6 +13,11 @@ fn smollm2() -> Option<GgufFile> {
     };
     let path = root.join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !path.is_file() {
+        assert!(
+            std::env::var_os("SPLITLM_REQUIRE_ASSETS").is_none(),
+            "{} is absent and SPLITLM_REQUIRE_ASSETS is set (run `cargo xtask assets`)",
+            path.display()
+        );
         eprintln!(
             "SKIPPED: {} is absent (fetch the assets first)",
             path.display()
