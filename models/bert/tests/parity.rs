@@ -130,3 +130,51 @@ fn wrong_hidden_width_is_an_error_not_a_panic() {
     let err = model.forward_blocks(hidden, None).unwrap_err().to_string();
     assert!(err.contains("width 16"), "{err}");
 }
+
+fn config_with(edit: impl FnOnce(&mut serde_json::Value)) -> Result<BertConfig, String> {
+    let fixture = Fixture::open("bert").unwrap();
+    let text = std::fs::read_to_string(fixture.dir.join("config.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    edit(&mut json);
+    let config: BertConfig =
+        splitlm_nn::hf_config::parse_config(&json.to_string(), "edited config.json")
+            .map_err(|e| e.to_string())?;
+    config
+        .validate("edited config.json")
+        .map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+#[test]
+fn bad_configs_and_checkpoints_get_errors_naming_the_problem() {
+    let err = config_with(|c| c["model_type"] = "t5".into()).unwrap_err();
+    assert!(err.contains("unsupported architecture `t5`"), "{err}");
+    let err = config_with(|c| {
+        c.as_object_mut()
+            .unwrap()
+            .remove("hidden_size")
+            .map(drop)
+            .unwrap()
+    })
+    .unwrap_err();
+    assert!(err.contains("hidden_size"), "{err}");
+
+    let fixture = Fixture::open("bert").unwrap();
+    let load = |config: &BertConfig, spec: SliceSpec| {
+        BertModel::load(&fixture.weights, config, &spec, TaskHead::Hidden, &device())
+            .unwrap_err()
+            .to_string()
+    };
+    let wider = config_with(|c| c["intermediate_size"] = 64.into()).unwrap();
+    let err = load(&wider, SliceSpec::middle(0, 1));
+    assert!(
+        err.contains("encoder.layer.0.intermediate.dense.weight") && err.contains("[37, 32]"),
+        "{err}"
+    );
+    let deeper = config_with(|c| c["num_hidden_layers"] = 4.into()).unwrap();
+    let err = load(&deeper, SliceSpec::middle(3, 4));
+    assert!(
+        err.contains("encoder.layer.3") && err.contains("not found"),
+        "{err}"
+    );
+}
