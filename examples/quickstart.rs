@@ -16,7 +16,7 @@ use splitlm::assets::{self, Asset};
 use splitlm::bert::{BertConfig, BertModel};
 use splitlm::checkpoint::{SafetensorsCheckpoint, tokenizer_from_gguf};
 use splitlm::device::DeviceSpec;
-use splitlm::llama::{GgufLlamaSource, LlamaModel};
+use splitlm::llama::GgufLlamaSource;
 use splitlm::nn::batch::PaddingSide;
 use splitlm::nn::generate::greedy_timed;
 use splitlm::nn::head::mean_pool;
@@ -106,9 +106,7 @@ fn answer(device: &Device, question: &str, max_new_tokens: usize) -> Result<()> 
     assets::ensure(Asset::SmolLm2)?;
     let started = Instant::now();
     let source = GgufLlamaSource::open(&assets::smollm2_gguf())?;
-    let config = source.config().clone();
-    let spec = SliceSpec::full(config.num_hidden_layers);
-    let model = LlamaModel::load(&source, &config, &spec, TaskHead::CausalLm, device)?;
+    let model = source.load_model(None, TaskHead::CausalLm, device)?;
     let tokenizer = tokenizer_from_gguf(source.file())?;
     println!("\nSmolLM2 loaded in {:.2?}", started.elapsed());
 

@@ -14,7 +14,7 @@ use splitlm::assets::{self, Asset};
 use splitlm::bert::{BertConfig, BertModel};
 use splitlm::checkpoint::SafetensorsCheckpoint;
 use splitlm::device::DeviceSpec;
-use splitlm::llama::{GgufLlamaSource, LlamaModel};
+use splitlm::llama::GgufLlamaSource;
 use splitlm::nn::batch::PaddingSide;
 use splitlm::nn::generate::greedy_timed;
 use splitlm::nn::{SliceSpec, TaskHead, TokenBatch, TransformerSlice};
@@ -93,9 +93,7 @@ fn smollm2(device: &Device, decode_tokens: usize) -> Result<()> {
     assets::ensure(Asset::SmolLm2)?;
     let started = Instant::now();
     let source = GgufLlamaSource::open(&assets::smollm2_gguf())?;
-    let config = source.config().clone();
-    let spec = SliceSpec::full(config.num_hidden_layers);
-    let model = LlamaModel::load(&source, &config, &spec, TaskHead::CausalLm, device)?;
+    let model = source.load_model(None, TaskHead::CausalLm, device)?;
     println!(
         "SmolLM2 load (GGUF dequantisation included): {:.2?}",
         started.elapsed()

@@ -20,13 +20,15 @@ pub enum DeviceSpec {
     Wgpu(Option<usize>),
     /// CUDA device by index.
     Cuda(usize),
+    /// Burn's newer pure-Rust CPU backend (`flex`), the successor of ndarray.
+    Flex,
 }
 
 /// Errors while choosing or opening a device.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DeviceError {
     /// The string is not a device name.
-    #[error("unknown device `{0}`: expected `cpu`, `wgpu`, `wgpu:N`, `cuda` or `cuda:N`")]
+    #[error("unknown device `{0}`: expected `cpu`, `flex`, `wgpu`, `wgpu:N`, `cuda` or `cuda:N`")]
     Unknown(String),
     /// The backend exists but this build did not compile it in.
     #[error("device `{spec}` needs splitlm built with the `{feature}` Cargo feature")]
@@ -53,6 +55,7 @@ impl DeviceSpec {
             DeviceSpec::Cpu => "ndarray",
             DeviceSpec::Wgpu(_) => "wgpu",
             DeviceSpec::Cuda(_) => "cuda",
+            DeviceSpec::Flex => "flex",
         }
     }
 
@@ -62,6 +65,7 @@ impl DeviceSpec {
             DeviceSpec::Cpu => cfg!(feature = "ndarray"),
             DeviceSpec::Wgpu(_) => cfg!(feature = "wgpu"),
             DeviceSpec::Cuda(_) => cfg!(feature = "cuda"),
+            DeviceSpec::Flex => cfg!(feature = "flex"),
         }
     }
 
@@ -97,6 +101,10 @@ impl DeviceSpec {
             DeviceSpec::Cuda(index) => {
                 #[cfg(feature = "cuda")]
                 return Device::cuda(index);
+            }
+            DeviceSpec::Flex => {
+                #[cfg(feature = "flex")]
+                return Device::flex();
             }
         }
         unreachable!("is_compiled() guards every backend")
@@ -154,6 +162,7 @@ impl FromStr for DeviceSpec {
             ("cpu" | "ndarray", None) => Ok(DeviceSpec::Cpu),
             ("wgpu" | "vulkan", index) => Ok(DeviceSpec::Wgpu(index)),
             ("cuda", index) => Ok(DeviceSpec::Cuda(index.unwrap_or(0))),
+            ("flex", None) => Ok(DeviceSpec::Flex),
             _ => Err(DeviceError::Unknown(s.to_string())),
         }
     }
@@ -166,6 +175,7 @@ impl fmt::Display for DeviceSpec {
             DeviceSpec::Wgpu(None) => write!(f, "wgpu"),
             DeviceSpec::Wgpu(Some(n)) => write!(f, "wgpu:{n}"),
             DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+            DeviceSpec::Flex => write!(f, "flex"),
         }
     }
 }
@@ -189,6 +199,7 @@ pub fn compiled_backends() -> Vec<&'static str> {
         (cfg!(feature = "ndarray"), "cpu"),
         (cfg!(feature = "wgpu"), "wgpu"),
         (cfg!(feature = "cuda"), "cuda"),
+        (cfg!(feature = "flex"), "flex"),
     ]
     .into_iter()
     .filter_map(|(on, name)| on.then_some(name))
@@ -208,6 +219,7 @@ mod tests {
             ("wgpu:1", DeviceSpec::Wgpu(Some(1))),
             ("CUDA:2", DeviceSpec::Cuda(2)),
             ("cuda", DeviceSpec::Cuda(0)),
+            ("flex", DeviceSpec::Flex),
         ] {
             assert_eq!(text.parse::<DeviceSpec>().unwrap(), spec, "{text}");
         }

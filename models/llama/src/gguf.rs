@@ -90,6 +90,17 @@ impl GgufLlamaSource {
         })
     }
 
+    /// Loads a slice of the model in this file (`spec`; `None` for the whole model).
+    pub fn load_model(
+        &self,
+        spec: Option<&splitlm_nn::SliceSpec>,
+        task: splitlm_nn::TaskHead,
+        device: &burn::tensor::Device,
+    ) -> Result<crate::LlamaModel, ModelError> {
+        let whole = splitlm_nn::SliceSpec::full(self.config.num_hidden_layers);
+        crate::LlamaModel::load(self, &self.config, spec.unwrap_or(&whole), task, device)
+    }
+
     /// The hyper-parameters read from metadata.
     pub fn config(&self) -> &LlamaConfig {
         &self.config
