@@ -8,6 +8,8 @@
 //! - [`checkpoint`]: Hugging Face safetensors and llama.cpp GGUF weights, GGUF tokenizers.
 //! - [`nn`]: what every model core shares: slices, weight loading, attention, KV caches.
 //! - [`bert`], [`gpt2`], [`llama`]: the model families, each one core addressed by layer range.
+//! - [`partition`]: Head–Tail and Head–Body–Tail cuts into the slices each party holds.
+//! - [`protocol`]: messages and tensor frames between parties, codec, transports.
 //! - [`assets`]: the real demo models, fetched from package registries into a local cache.
 
 pub use splitlm_assets as assets;
@@ -17,3 +19,5 @@ pub use splitlm_device as device;
 pub use splitlm_gpt2 as gpt2;
 pub use splitlm_llama as llama;
 pub use splitlm_nn as nn;
+pub use splitlm_partition as partition;
+pub use splitlm_protocol as protocol;
