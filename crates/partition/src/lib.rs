@@ -77,7 +77,7 @@ impl Partition {
                 })
             }
             Partition::HeadBodyTail { n_head, n_tail } => {
-                let outer = n_head.checked_add(n_tail).unwrap_or(usize::MAX);
+                let outer = n_head.saturating_add(n_tail);
                 if outer >= num_layers {
                     return Err(fail(format!(
                         "n_head + n_tail = {outer} leaves the model party no body block"
