@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use clap::Parser;
 use splitlm::assets::{self, Asset};
 use splitlm::bert::{BertConfig, BertModel};
@@ -19,7 +19,7 @@ use splitlm::device::DeviceSpec;
 use splitlm::llama::GgufLlamaSource;
 use splitlm::nn::batch::PaddingSide;
 use splitlm::nn::generate::greedy_timed;
-use splitlm::nn::head::mean_pool;
+use splitlm::nn::head::{l2_normalize, mean_pool};
 use splitlm::nn::{SliceSpec, TaskHead, TokenBatch, TransformerSlice};
 use tokenizers::Tokenizer;
 
@@ -78,7 +78,7 @@ fn sentence_similarities(device: &Device) -> Result<()> {
         .forward(&tokens, None)?
         .hidden()
         .context("hidden states")?;
-    let embeddings = normalize(mean_pool(states, &tokens.attention_mask));
+    let embeddings = l2_normalize(mean_pool(states, &tokens.attention_mask));
     let similarity = embeddings.clone().matmul(embeddings.transpose());
     let similarity: Vec<f32> = similarity.into_data().try_into_vec_as::<f32>().unwrap();
     println!(
@@ -95,11 +95,6 @@ fn sentence_similarities(device: &Device) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn normalize(x: Tensor<2>) -> Tensor<2> {
-    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
-    x / norm
 }
 
 fn answer(device: &Device, question: &str, max_new_tokens: usize) -> Result<()> {

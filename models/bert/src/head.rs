@@ -39,16 +39,15 @@ impl BertHead {
         };
         let has_pooler = encoder.contains("pooler.dense.weight");
         match task {
-            TaskHead::Hidden | TaskHead::CausalLm => {
-                if task == TaskHead::CausalLm {
-                    return Err(ModelError::Slice(
-                        "BERT-style encoders have no causal LM head".into(),
-                    ));
-                }
-                if has_pooler {
-                    head.pooler = Some(encoder.linear("pooler.dense", d, d, true)?);
-                }
+            TaskHead::CausalLm => {
+                return Err(ModelError::Slice(
+                    "BERT-style encoders have no causal LM head".into(),
+                ));
             }
+            TaskHead::Hidden if has_pooler => {
+                head.pooler = Some(encoder.linear("pooler.dense", d, d, true)?);
+            }
+            TaskHead::Hidden => {}
             TaskHead::SequenceClassification { num_labels } if config.roberta_style() => {
                 head.classifier_dense = Some(root.linear_or_new("classifier.dense", d, d, true)?);
                 head.classifier =

@@ -1,7 +1,6 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use splitlm_checkpoint::TensorSource;
-use splitlm_nn::batch::positions_from_mask;
 use splitlm_nn::transformer::missing_part;
 use splitlm_nn::{
     AttentionMask, HeadOutput, Hidden, KvCache, ModelError, SliceSpec, TaskHead, TokenBatch,
@@ -111,7 +110,7 @@ impl TransformerSlice for BertModel {
             .embeddings
             .as_ref()
             .ok_or_else(|| missing_part("embeddings", &self.spec))?;
-        let positions = positions_from_mask(&tokens.attention_mask, tokens.dims()[1]);
+        let positions = tokens.positions();
         Ok(Hidden {
             states: embeddings.forward(tokens, positions.clone()),
             attention_mask: tokens.attention_mask.clone(),

@@ -2,20 +2,14 @@
 //! that Hugging Face transformers computed from the same files
 //! (`fixtures/minilm/reference.json`). Skips with a printed reason when the asset is absent.
 
-use burn::tensor::Tensor;
 use serde_json::Value;
 use splitlm_bert::{BertConfig, BertModel};
 use splitlm_checkpoint::SafetensorsCheckpoint;
 use splitlm_nn::batch::PaddingSide;
-use splitlm_nn::head::mean_pool;
+use splitlm_nn::head::{l2_normalize, mean_pool};
 use splitlm_nn::testing::{assert_close, fixtures_dir, require_asset, values};
 use splitlm_nn::{SliceSpec, TaskHead, TokenBatch, TransformerSlice};
 use tokenizers::Tokenizer;
-
-fn normalize(x: Tensor<2>) -> Tensor<2> {
-    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt();
-    x / norm
-}
 
 #[test]
 fn minilm_sentence_embeddings_match_transformers() {
@@ -51,7 +45,7 @@ fn minilm_sentence_embeddings_match_transformers() {
     let model = BertModel::load(&weights, &config, &spec, TaskHead::Hidden, &device).unwrap();
     let tokens = TokenBatch::from_sequences(&ids, 0, PaddingSide::Right, &device).unwrap();
     let states = model.forward(&tokens, None).unwrap().hidden().unwrap();
-    let embeddings = normalize(mean_pool(states, &tokens.attention_mask));
+    let embeddings = l2_normalize(mean_pool(states, &tokens.attention_mask));
     let expected: Vec<Vec<f32>> = serde_json::from_value(reference["embeddings"].clone()).unwrap();
     assert_close(
         "MiniLM embeddings",

@@ -2,7 +2,6 @@ use burn::module::Module;
 use burn::nn::{Embedding, LayerNorm};
 use burn::tensor::{Device, Tensor};
 use splitlm_checkpoint::{CheckpointError, TensorSource};
-use splitlm_nn::batch::positions_from_mask;
 use splitlm_nn::decoder::{DecoderHead, LmHeadWeights, run_causal_blocks};
 use splitlm_nn::transformer::missing_part;
 use splitlm_nn::{
@@ -126,7 +125,7 @@ impl TransformerSlice for Gpt2Model {
             .embeddings
             .as_ref()
             .ok_or_else(|| missing_part("embeddings", &self.spec))?;
-        let positions = positions_from_mask(&tokens.attention_mask, tokens.dims()[1]);
+        let positions = tokens.positions();
         let states = embeddings.wte.forward(tokens.input_ids.clone())
             + embeddings.wpe.forward(positions.clone());
         Ok(Hidden {

@@ -69,8 +69,7 @@ impl CausalBlock for LlamaBlock {
         let q = split_heads(self.q_proj.forward(h.clone()), self.heads);
         let k = split_heads(self.k_proj.forward(h.clone()), self.kv_heads);
         let v = split_heads(self.v_proj.forward(h), self.kv_heads);
-        let q = self.rope.apply(q, positions);
-        let k = self.rope.apply(k, positions);
+        let (q, k) = self.rope.apply(q, k, positions);
         let (k, v) = with_cache(k, v, cache);
         let x = x + self.o_proj.forward(attend(q, k, v, mask));
         let h = self.post_attention_norm.forward(x.clone());

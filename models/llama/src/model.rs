@@ -2,7 +2,6 @@ use burn::module::Module;
 use burn::nn::{Embedding, RmsNorm};
 use burn::tensor::{Device, Tensor};
 use splitlm_checkpoint::TensorSource;
-use splitlm_nn::batch::positions_from_mask;
 use splitlm_nn::decoder::{DecoderHead, LmHeadWeights, run_causal_blocks};
 use splitlm_nn::transformer::missing_part;
 use splitlm_nn::{
@@ -105,7 +104,7 @@ impl TransformerSlice for LlamaModel {
         Ok(Hidden {
             states: embed.forward(tokens.input_ids.clone()),
             attention_mask: tokens.attention_mask.clone(),
-            positions: positions_from_mask(&tokens.attention_mask, tokens.dims()[1]),
+            positions: tokens.positions(),
         })
     }
 

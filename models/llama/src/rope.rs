@@ -18,17 +18,19 @@ impl Rope {
         Self { inv_freq }
     }
 
-    /// Rotates `[batch, heads, seq, head_dim]` by the angles of `positions` `[batch, seq]`.
-    pub fn apply(&self, x: Tensor<4>, positions: &Tensor<2, Int>) -> Tensor<4> {
-        let [b, _, s, hd] = x.dims();
-        let half = hd / 2;
-        let (cos, sin) = self.cos_sin(positions, &x.device());
+    /// Rotates queries and keys `[batch, heads, seq, head_dim]` by the angles of `positions`
+    /// `[batch, seq]`; the angles are computed once for both.
+    pub fn apply(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        positions: &Tensor<2, Int>,
+    ) -> (Tensor<4>, Tensor<4>) {
+        let [b, _, s, hd] = q.dims();
+        let (cos, sin) = self.cos_sin(positions, &q.device());
         let cos = cos.reshape([b, 1, s, hd]);
         let sin = sin.reshape([b, 1, s, hd]);
-        let first = x.clone().narrow(3, 0, half);
-        let second = x.clone().narrow(3, half, half);
-        let rotated = Tensor::cat(vec![second.neg(), first], 3);
-        x * cos + rotated * sin
+        (rotate(q, cos.clone(), sin.clone()), rotate(k, cos, sin))
     }
 
     /// `[batch, seq, head_dim]` cosines and sines, each half repeated.
@@ -42,4 +44,13 @@ impl Rope {
         let angles = Tensor::cat(vec![angles.clone(), angles], 2);
         (angles.clone().cos(), angles.sin())
     }
+}
+
+/// `x·cos + rotate_half(x)·sin`, pairing dimension `i` with `i + head_dim / 2`.
+fn rotate(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
+    let half = x.dims()[3] / 2;
+    let first = x.clone().narrow(3, 0, half);
+    let second = x.clone().narrow(3, half, half);
+    let rotated = Tensor::cat(vec![second.neg(), first], 3);
+    x * cos + rotated * sin
 }

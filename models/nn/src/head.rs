@@ -92,6 +92,12 @@ pub fn last_token_states(states: Tensor<3>, attention_mask: &Tensor<2, Int>) -> 
     states.gather(1, last).reshape([batch, hidden])
 }
 
+/// Scales each row of `[batch, hidden]` to unit L2 norm (cosine similarity is then a matmul).
+pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+    x / norm
+}
+
 /// `[batch, hidden]`: mean of the states over real tokens (sentence-transformers pooling).
 pub fn mean_pool(states: Tensor<3>, attention_mask: &Tensor<2, Int>) -> Tensor<2> {
     let [batch, seq, hidden] = states.dims();

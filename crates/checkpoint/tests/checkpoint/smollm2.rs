@@ -1,17 +1,11 @@
-//! The real SmolLM2-135M-Instruct Q4_1 GGUF, when `$SPLITLM_ASSETS_DIR` (default
-//! `$HOME/.cache/splitlm/assets`) holds it. Reference values are from gguf-py's dequantiser and
+//! The real SmolLM2-135M-Instruct Q4_1 GGUF, when the asset cache holds it
+//! (`cargo xtask assets`). Reference values are from gguf-py's dequantiser and
 //! from Hugging Face transformers' tokenizer for the same file.
-
-use std::path::PathBuf;
 
 use splitlm_checkpoint::{GgufFile, GgufSpecialTokens, TensorSource, tokenizer_from_gguf};
 
 fn smollm2() -> Option<GgufFile> {
-    let root = match std::env::var_os("SPLITLM_ASSETS_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/splitlm/assets"),
-    };
-    let path = root.join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = splitlm_assets::smollm2_gguf();
     if !path.is_file() {
         assert!(
             std::env::var_os("SPLITLM_REQUIRE_ASSETS").is_none(),
