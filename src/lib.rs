@@ -8,8 +8,11 @@
 //! - [`checkpoint`]: Hugging Face safetensors and llama.cpp GGUF weights, GGUF tokenizers.
 //! - [`nn`]: what every model core shares: slices, weight loading, attention, KV caches.
 //! - [`bert`], [`gpt2`], [`llama`]: the model families, each one core addressed by layer range.
-//! - [`partition`]: Head–Tail and Head–Body–Tail cuts into the slices each party holds.
+//! - [`partition`]: Head–Tail and Head–Body–Tail cuts into the slices each party holds, and
+//!   which parameters of each slice train (full, frozen, per block, LoRA).
+//! - [`zoo`]: every family behind one type, opened from a checkpoint directory or GGUF file.
 //! - [`protocol`]: messages and tensor frames between parties, codec, transports.
+//! - [`party`]: the data party and the model party, optimizers and schedules.
 //! - [`assets`]: the real demo models, fetched from package registries into a local cache.
 
 pub use splitlm_assets as assets;
@@ -20,4 +23,6 @@ pub use splitlm_gpt2 as gpt2;
 pub use splitlm_llama as llama;
 pub use splitlm_nn as nn;
 pub use splitlm_partition as partition;
+pub use splitlm_party as party;
 pub use splitlm_protocol as protocol;
+pub use splitlm_zoo as zoo;

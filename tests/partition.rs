@@ -23,8 +23,8 @@ fn partitioned_slices_reproduce_the_whole_model() {
     let expected = values(whole.forward(&tokens, None).unwrap().lm_logits().unwrap());
 
     for partition in [
-        Partition::HeadTail { n_head: 0 },
-        Partition::HeadTail { n_head: 2 },
+        Partition::head_tail(0),
+        Partition::head_tail(2),
         Partition::HeadBodyTail {
             n_head: 1,
             n_tail: 1,

@@ -1,6 +1,7 @@
 //! `cargo xtask`: developer tasks for the splitlm workspace.
 
 mod assets;
+mod bench;
 
 use std::process::ExitCode;
 
@@ -18,12 +19,8 @@ struct Cli {
 enum Command {
     /// Fetch and verify the demo models and data into the asset cache (no-op when present).
     Assets(assets::AssetsArgs),
-    /// Run the benchmarks (not built yet).
-    Bench {
-        /// Arguments for the benchmarks.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Run the benchmarks and append their results to target/bench/results.jsonl.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,9 +35,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Bench { .. } => {
-            eprintln!("not built yet: see issue 3");
-            ExitCode::from(2)
-        }
+        Command::Bench(args) => match bench::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

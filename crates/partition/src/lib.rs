@@ -12,6 +12,14 @@
 
 use std::fmt;
 
+pub mod paths;
+pub mod trainability;
+
+pub use paths::{NamedParameter, global_path, named_parameters};
+pub use trainability::{
+    BlockSet, LoraSettings, Strategy, Trainability, TrainabilityError, default_lora_targets,
+};
+
 use splitlm_nn::{LayerRange, SliceSpec};
 
 /// A cut of an `L`-block model between the parties.
@@ -22,6 +30,11 @@ pub enum Partition {
     HeadTail {
         /// Blocks held by the data party above the embeddings (0 = embeddings only).
         n_head: usize,
+        /// Which party holds the final norm and task head (default: the model party). An LM
+        /// head's logits are `vocab / hidden` times larger than the hidden states (85× for
+        /// SmolLM2) and cross twice per step; with `data` only hidden states cross.
+        #[serde(default)]
+        task_head_with: TaskHeadPlacement,
     },
     /// The data party holds bottom and top, the model party the body between them.
     HeadBodyTail {
@@ -30,6 +43,17 @@ pub enum Partition {
         /// Blocks of the data party's tail under the final norm and task head (0 allowed).
         n_tail: usize,
     },
+}
+
+/// Which party holds the task head in Head–Tail.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskHeadPlacement {
+    /// The model party (the reference's Head–Tail).
+    #[default]
+    Model,
+    /// The data party: the cut is then Head–Body–Tail with an empty tail.
+    Data,
 }
 
 /// The slices each party holds.
@@ -56,6 +80,19 @@ pub struct PartitionError {
 }
 
 impl Partition {
+    /// Head–Tail with the task head at the model party.
+    pub fn head_tail(n_head: usize) -> Self {
+        Partition::HeadTail {
+            n_head,
+            task_head_with: TaskHeadPlacement::Model,
+        }
+    }
+
+    /// Head–Body–Tail.
+    pub fn head_body_tail(n_head: usize, n_tail: usize) -> Self {
+        Partition::HeadBodyTail { n_head, n_tail }
+    }
+
     /// The slices of an `num_layers`-block model, or why the cut does not fit it.
     pub fn slices(&self, num_layers: usize) -> Result<PartySlices, PartitionError> {
         let fail = |reason: String| PartitionError {
@@ -64,7 +101,13 @@ impl Partition {
             reason,
         };
         match *self {
-            Partition::HeadTail { n_head } => {
+            Partition::HeadTail {
+                n_head,
+                task_head_with: TaskHeadPlacement::Data,
+            } => Partition::head_body_tail(n_head, 0)
+                .slices(num_layers)
+                .map_err(|e| fail(e.reason)),
+            Partition::HeadTail { n_head, .. } => {
                 if n_head > num_layers {
                     return Err(fail(format!(
                         "n_head = {n_head} exceeds the model's blocks"
@@ -101,7 +144,18 @@ impl Partition {
 impl fmt::Display for Partition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Partition::HeadTail { n_head } => write!(f, "head-tail (n_head = {n_head})"),
+            Partition::HeadTail {
+                n_head,
+                task_head_with,
+            } => match task_head_with {
+                TaskHeadPlacement::Model => write!(f, "head-tail (n_head = {n_head})"),
+                TaskHeadPlacement::Data => {
+                    write!(
+                        f,
+                        "head-tail (n_head = {n_head}, task head with the data party)"
+                    )
+                }
+            },
             Partition::HeadBodyTail { n_head, n_tail } => {
                 write!(f, "head-body-tail (n_head = {n_head}, n_tail = {n_tail})")
             }
@@ -137,11 +191,11 @@ mod tests {
 
     #[test]
     fn head_tail_gives_the_model_party_the_task_head() {
-        let slices = Partition::HeadTail { n_head: 2 }.slices(6).unwrap();
+        let slices = Partition::head_tail(2).slices(6).unwrap();
         covers_every_block_once(&slices, 6);
         assert!(slices.model.top && slices.data_tail.is_none());
         assert_eq!(slices.model.blocks, LayerRange::new(2, 6));
-        let embeddings_only = Partition::HeadTail { n_head: 0 }.slices(6).unwrap();
+        let embeddings_only = Partition::head_tail(0).slices(6).unwrap();
         assert!(embeddings_only.data_head.blocks.is_empty());
     }
 
@@ -167,11 +221,35 @@ mod tests {
     }
 
     #[test]
-    fn cuts_that_do_not_fit_are_explained() {
-        let err = Partition::HeadTail { n_head: 7 }
-            .slices(6)
+    fn head_tail_can_keep_the_task_head_with_the_data_party() {
+        let json = r#"{"kind":"head_tail","n_head":2,"task_head_with":"data"}"#;
+        let partition: Partition = serde_json::from_str(json).unwrap();
+        let slices = partition.slices(6).unwrap();
+        assert_eq!(slices, Partition::head_body_tail(2, 0).slices(6).unwrap());
+        assert!(
+            partition
+                .to_string()
+                .contains("task head with the data party")
+        );
+        let plain: Partition = serde_json::from_str(r#"{"kind":"head_tail","n_head":2}"#).unwrap();
+        assert_eq!(plain, Partition::head_tail(2));
+        let err = serde_json::from_str::<Partition>(r#"{"kind":"head_tail","n_head":2,"tail":1}"#)
             .unwrap_err()
             .to_string();
+        assert!(err.contains("tail"), "{err}");
+        assert!(
+            Partition::HeadTail {
+                n_head: 6,
+                task_head_with: TaskHeadPlacement::Data
+            }
+            .slices(6)
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn cuts_that_do_not_fit_are_explained() {
+        let err = Partition::head_tail(7).slices(6).unwrap_err().to_string();
         assert!(
             err.contains("n_head = 7") && err.contains("6 blocks"),
             "{err}"

@@ -14,8 +14,8 @@ use crate::{BertConfig, BertEmbeddings, BertHead, BertLayer};
 #[derive(Module, Debug)]
 pub struct BertModel {
     embeddings: Option<BertEmbeddings>,
-    layers: Vec<BertLayer>,
-    head: Option<BertHead>,
+    blocks: Vec<BertLayer>,
+    top: Option<BertHead>,
     #[module(skip)]
     spec: SliceSpec,
     #[module(skip)]
@@ -41,7 +41,7 @@ impl BertModel {
             .embeddings
             .then(|| BertEmbeddings::load(&body.at("embeddings"), config))
             .transpose()?;
-        let layers = spec
+        let blocks = spec
             .blocks
             .ids()
             .map(|id| BertLayer::load(&body.at(format!("encoder.layer.{id}")), config))
@@ -52,8 +52,8 @@ impl BertModel {
             .transpose()?;
         Ok(Self {
             embeddings,
-            layers,
-            head,
+            blocks,
+            top: head,
             spec: spec.clone(),
             hidden_size: config.hidden_size,
         })
@@ -64,14 +64,19 @@ impl BertModel {
         self.embeddings.as_ref()
     }
 
+    /// The token embedding matrix `[vocab, hidden]`, if this slice holds the embeddings.
+    pub fn word_embeddings(&self) -> Option<Tensor<2>> {
+        self.embeddings.as_ref().map(|e| e.word_embeddings())
+    }
+
     /// The top, if this slice holds it.
     pub fn head(&self) -> Option<&BertHead> {
-        self.head.as_ref()
+        self.top.as_ref()
     }
 
     /// BERT's pooled output for final hidden states, if the top has a pooler.
     pub fn pool(&self, states: &Tensor<3>) -> Option<Tensor<2>> {
-        self.head.as_ref().and_then(|head| head.pool(states))
+        self.top.as_ref().and_then(|head| head.pool(states))
     }
 }
 
@@ -127,7 +132,7 @@ impl TransformerSlice for BertModel {
         let seq = hidden.states.dims()[1];
         let mask = AttentionMask::new(&hidden.attention_mask, seq, false);
         let states = self
-            .layers
+            .blocks
             .iter()
             .fold(hidden.states.clone(), |x, layer| layer.forward(x, &mask));
         Ok(hidden.with_states(states))
@@ -135,7 +140,7 @@ impl TransformerSlice for BertModel {
 
     fn forward_top(&self, hidden: Hidden) -> Result<HeadOutput, ModelError> {
         let head = self
-            .head
+            .top
             .as_ref()
             .ok_or_else(|| missing_part("top", &self.spec))?;
         hidden.validate(self.hidden_size)?;

@@ -105,6 +105,11 @@ impl Gpt2Model {
     pub fn embeddings(&self) -> Option<&Gpt2Embeddings> {
         self.embeddings.as_ref()
     }
+
+    /// The token embedding matrix `[vocab, hidden]`, if this slice holds the embeddings.
+    pub fn word_embeddings(&self) -> Option<Tensor<2>> {
+        self.embeddings.as_ref().map(|e| e.word_embeddings())
+    }
 }
 
 impl TransformerSlice for Gpt2Model {

@@ -21,7 +21,7 @@ struct LlamaTop {
 /// A slice of a Llama-style decoder: optional embeddings, blocks `spec.blocks`, optional top.
 #[derive(Module, Debug)]
 pub struct LlamaModel {
-    embed_tokens: Option<Embedding>,
+    embeddings: Option<Embedding>,
     blocks: Vec<LlamaBlock>,
     top: Option<LlamaTop>,
     #[module(skip)]
@@ -44,7 +44,7 @@ impl LlamaModel {
         let root = Weights::new(source, device);
         let body = root.at("model");
         let d = config.hidden_size;
-        let embed_tokens = spec
+        let embeddings = spec
             .embeddings
             .then(|| body.embedding("embed_tokens", config.vocab_size, d))
             .transpose()?;
@@ -69,7 +69,7 @@ impl LlamaModel {
             })
             .transpose()?;
         Ok(Self {
-            embed_tokens,
+            embeddings,
             blocks,
             top,
             spec: spec.clone(),
@@ -79,7 +79,7 @@ impl LlamaModel {
 
     /// The token embedding matrix `[vocab, hidden]`, if this slice holds it.
     pub fn word_embeddings(&self) -> Option<Tensor<2>> {
-        self.embed_tokens.as_ref().map(|e| e.weight.val())
+        self.embeddings.as_ref().map(|e| e.weight.val())
     }
 }
 
@@ -98,7 +98,7 @@ impl TransformerSlice for LlamaModel {
 
     fn embed(&self, tokens: &TokenBatch) -> Result<Hidden, ModelError> {
         let embed = self
-            .embed_tokens
+            .embeddings
             .as_ref()
             .ok_or_else(|| missing_part("embeddings", &self.spec))?;
         Ok(Hidden {

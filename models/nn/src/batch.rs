@@ -62,6 +62,15 @@ impl TokenBatch {
         })
     }
 
+    /// The same batch on `device`.
+    pub fn to_device(&self, device: &Device) -> Self {
+        Self {
+            input_ids: self.input_ids.clone().to_device(device),
+            attention_mask: self.attention_mask.clone().to_device(device),
+            token_type_ids: self.token_type_ids.clone().map(|t| t.to_device(device)),
+        }
+    }
+
     /// `[batch, seq]` of the ids.
     pub fn dims(&self) -> [usize; 2] {
         self.input_ids.dims()

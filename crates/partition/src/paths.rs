@@ -1,0 +1,100 @@
+//! Parameter paths in the model's own numbering, so that a party's slice and the whole model
+//! name the same weight alike.
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::tensor::Tensor;
+use splitlm_nn::SliceSpec;
+
+/// Rewrites a path local to a slice (`blocks.0.query.weight`, where block 0 is the slice's
+/// first) into the model's numbering (`blocks.4.query.weight`). Family variant prefixes
+/// (`Bert.`) are dropped.
+pub fn global_path(local: &str, spec: &SliceSpec) -> String {
+    let mut parts: Vec<String> = local.split('.').map(str::to_owned).collect();
+    if matches!(
+        parts.first().map(String::as_str),
+        Some("Bert" | "Gpt2" | "Llama")
+    ) {
+        parts.remove(0);
+    }
+    if parts.first().map(String::as_str) == Some("blocks")
+        && let Some(id) = parts.get(1).and_then(|p| p.parse::<usize>().ok())
+    {
+        parts[1] = (spec.blocks.start + id).to_string();
+    }
+    parts.join(".")
+}
+
+/// A float parameter of a module, found by [`named_parameters`].
+#[derive(Debug, Clone)]
+pub struct NamedParameter {
+    /// Path in the model's numbering.
+    pub path: String,
+    /// The parameter's id (what gradients are keyed by).
+    pub id: ParamId,
+    /// Its current value (flattened shape kept in `dims`).
+    pub value: Tensor<1>,
+    /// Its shape.
+    pub dims: Vec<usize>,
+    /// Whether it trains.
+    pub trainable: bool,
+}
+
+/// Every float parameter of `module` (a slice described by `spec`), with global paths. LoRA
+/// factors appear as `<weight path>.lora.a` / `.lora.b`.
+pub fn named_parameters<M: Module>(module: &M, spec: &SliceSpec) -> Vec<NamedParameter> {
+    struct Collect<'a> {
+        spec: &'a SliceSpec,
+        path: Vec<String>,
+        found: Vec<NamedParameter>,
+    }
+    impl ModuleVisitor for Collect<'_> {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_owned());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let value = param.val();
+            let dims = value.dims().to_vec();
+            let trainable = value.is_require_grad();
+            self.found.push(NamedParameter {
+                path: global_path(&self.path.join("."), self.spec),
+                id: param.id,
+                value: value.flatten::<1>(0, D - 1),
+                dims,
+                trainable,
+            });
+        }
+    }
+    let mut collect = Collect {
+        spec,
+        path: Vec::new(),
+        found: Vec::new(),
+    };
+    module.visit(&mut collect);
+    collect.found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_ids_are_renumbered_into_the_model() {
+        let spec = SliceSpec::middle(4, 6);
+        assert_eq!(
+            global_path("blocks.1.query.weight", &spec),
+            "blocks.5.query.weight"
+        );
+        assert_eq!(
+            global_path("Bert.blocks.0.value.bias", &spec),
+            "blocks.4.value.bias"
+        );
+        assert_eq!(global_path("top.norm.gamma", &spec), "top.norm.gamma");
+        assert_eq!(
+            global_path("embeddings.words.weight", &spec),
+            "embeddings.words.weight"
+        );
+    }
+}

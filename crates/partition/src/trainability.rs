@@ -1,0 +1,410 @@
+//! Which parameters of a party's slices train: whole slice, frozen, embeddings on/off, a set
+//! of blocks, the task head on/off, and LoRA adapters on named projections.
+
+use burn::module::{Lora, Module, ModuleMapper, ModuleVisitor, Param, ParamGroup};
+use burn::tensor::{Tensor, TensorData};
+use splitlm_nn::{SliceSpec, TransformerSlice};
+use splitlm_zoo::{AnyModel, FamilyMap};
+
+use crate::paths::global_path;
+
+/// How a slice is fine-tuned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Every selected parameter trains ("vanilla" fine-tuning).
+    #[default]
+    Full,
+    /// Selected blocks get LoRA adapters on their target projections; their weights freeze.
+    Lora,
+    /// Nothing trains (inference, or a party that only relays gradients).
+    Frozen,
+}
+
+/// A set of blocks, in the model's numbering: `"all"`, `"none"` or a list of ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BlockSet {
+    /// Every block.
+    #[default]
+    All,
+    /// No block.
+    None,
+    /// These blocks.
+    Ids(Vec<usize>),
+}
+
+impl BlockSet {
+    fn contains(&self, id: usize) -> bool {
+        match self {
+            BlockSet::All => true,
+            BlockSet::None => false,
+            BlockSet::Ids(ids) => ids.contains(&id),
+        }
+    }
+}
+
+impl serde::Serialize for BlockSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BlockSet::All => s.serialize_str("all"),
+            BlockSet::None => s.serialize_str("none"),
+            BlockSet::Ids(ids) => ids.serialize(s),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BlockSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Word(String),
+            Ids(Vec<usize>),
+        }
+        match Repr::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("blocks must be \"all\", \"none\" or a list of block ids")
+        })? {
+            Repr::Word(w) if w == "all" => Ok(BlockSet::All),
+            Repr::Word(w) if w == "none" => Ok(BlockSet::None),
+            Repr::Word(w) => Err(serde::de::Error::custom(format!(
+                "blocks = \"{w}\": expected \"all\", \"none\" or a list of block ids"
+            ))),
+            Repr::Ids(ids) => Ok(BlockSet::Ids(ids)),
+        }
+    }
+}
+
+/// LoRA settings (reference defaults: rank 4, α 32).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoraSettings {
+    /// Rank of the adapters.
+    pub rank: usize,
+    /// Scale numerator: the update is `α / rank · A·B`.
+    pub alpha: f64,
+    /// Dropout on the adapters' input. Only 0 is supported (see [`Trainability::validate`]).
+    pub dropout: f64,
+    /// Projection names to adapt (`query`, `c_attn`, `q_proj`…); `None`: the family default.
+    pub targets: Option<Vec<String>>,
+}
+
+impl Default for LoraSettings {
+    fn default() -> Self {
+        Self {
+            rank: 4,
+            alpha: 32.0,
+            dropout: 0.0,
+            targets: None,
+        }
+    }
+}
+
+/// The projections LoRA adapts by default, per family (those of the reference).
+pub fn default_lora_targets(family: &str) -> &'static [&'static str] {
+    match family {
+        "bert" => &["query", "value"],
+        "gpt2" => &["c_attn"],
+        _ => &["q_proj", "v_proj"],
+    }
+}
+
+/// Which parameters of a party's slices train.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Trainability {
+    /// Full fine-tuning, LoRA or frozen.
+    pub strategy: Strategy,
+    /// Whether the embeddings train (if the party holds them; full weights, also with LoRA).
+    pub embeddings: bool,
+    /// The blocks that train (fully, or through LoRA adapters).
+    pub blocks: BlockSet,
+    /// Whether the final norm and task head train (if the party holds them).
+    pub task_head: bool,
+    /// Adapter settings, used by `strategy = "lora"`.
+    pub lora: LoraSettings,
+}
+
+impl Default for Trainability {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Full,
+            embeddings: true,
+            blocks: BlockSet::All,
+            task_head: true,
+            lora: LoraSettings::default(),
+        }
+    }
+}
+
+/// A trainability setting that does not fit the model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid trainability: {0}")]
+pub struct TrainabilityError(pub String);
+
+impl Trainability {
+    /// Nothing trains.
+    pub fn frozen() -> Self {
+        Self {
+            strategy: Strategy::Frozen,
+            ..Self::default()
+        }
+    }
+
+    /// LoRA with the given settings on every block, task head trained, embeddings frozen.
+    pub fn lora(lora: LoraSettings) -> Self {
+        Self {
+            strategy: Strategy::Lora,
+            embeddings: false,
+            lora,
+            ..Self::default()
+        }
+    }
+
+    /// Checks the setting against a model with `num_layers` blocks.
+    pub fn validate(&self, num_layers: usize) -> Result<(), TrainabilityError> {
+        let fail = |m: String| Err(TrainabilityError(m));
+        if let BlockSet::Ids(ids) = &self.blocks
+            && let Some(bad) = ids.iter().find(|&&id| id >= num_layers)
+        {
+            return fail(format!(
+                "block {bad} listed as trainable, but the model has {num_layers} blocks (0..{num_layers})"
+            ));
+        }
+        if self.strategy != Strategy::Lora {
+            return Ok(());
+        }
+        let lora = &self.lora;
+        if lora.rank == 0 {
+            return fail("lora.rank must be at least 1".into());
+        }
+        if !(lora.alpha.is_finite() && lora.alpha > 0.0) {
+            return fail(format!(
+                "lora.alpha = {} must be a positive number",
+                lora.alpha
+            ));
+        }
+        if lora.dropout != 0.0 {
+            return fail(format!(
+                "lora.dropout = {}: adapter dropout is not supported yet (Burn merges the adapter \
+                 into the weight, leaving no separate adapter input to drop); set it to 0",
+                lora.dropout
+            ));
+        }
+        if let Some(targets) = &lora.targets {
+            if targets.is_empty() {
+                return fail("lora.targets is empty; omit it for the family's default".into());
+            }
+            if let Some(bad) = targets.iter().find(|t| !is_identifier(t)) {
+                return fail(format!("lora.targets: \"{bad}\" is not a projection name"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the setting to a slice (loaded on an autodiff device). LoRA factors `A` are drawn
+    /// from a normal law seeded by `seed` and each weight's path in the model, so the same
+    /// seed gives the same adapters whether the model is split or not, on any backend.
+    pub fn apply(&self, model: AnyModel, seed: u64) -> Result<AnyModel, TrainabilityError> {
+        let spec = model.spec().clone();
+        let targets: Vec<String> = match &self.lora.targets {
+            Some(t) => t.clone(),
+            None => default_lora_targets(model.family_name())
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        let local_blocks: Vec<usize> = spec
+            .blocks
+            .ids()
+            .filter(|&id| self.blocks.contains(id))
+            .map(|id| id - spec.blocks.start)
+            .collect();
+        let plan = Plan {
+            setting: self,
+            spec: &spec,
+            targets: &targets,
+            local_blocks: &local_blocks,
+            seed,
+        };
+        model.map_family(&plan)
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+struct Plan<'a> {
+    setting: &'a Trainability,
+    spec: &'a SliceSpec,
+    targets: &'a [String],
+    local_blocks: &'a [usize],
+    seed: u64,
+}
+
+impl Plan<'_> {
+    /// Path patterns (relative to a family model) of the parts trained with full weights.
+    fn full_weight_patterns(&self, with_blocks: bool) -> Vec<String> {
+        let mut patterns = Vec::new();
+        if self.setting.embeddings {
+            patterns.push(r"^embeddings\.".to_string());
+        }
+        if self.setting.task_head {
+            patterns.push(r"^top\.".to_string());
+        }
+        if with_blocks && !self.local_blocks.is_empty() {
+            patterns.push(format!(r"^blocks\.({})\.", self.block_alternatives()));
+        }
+        patterns
+    }
+
+    fn block_alternatives(&self) -> String {
+        let ids: Vec<String> = self.local_blocks.iter().map(|i| i.to_string()).collect();
+        ids.join("|")
+    }
+}
+
+fn group(patterns: &[String]) -> ParamGroup {
+    ParamGroup::from_any_regexes(patterns.to_vec()).expect("patterns are built from identifiers")
+}
+
+impl FamilyMap for Plan<'_> {
+    type Error = TrainabilityError;
+
+    fn apply<M: Module>(&self, module: M) -> Result<M, TrainabilityError> {
+        let module = module.set_require_grad(false);
+        let full = match self.setting.strategy {
+            Strategy::Frozen => return Ok(module),
+            Strategy::Full => self.full_weight_patterns(true),
+            Strategy::Lora => self.full_weight_patterns(false),
+        };
+        let module = if self.setting.strategy == Strategy::Lora && !self.local_blocks.is_empty() {
+            let lora = &self.setting.lora;
+            let targets = group(&[format!(
+                r"^blocks\.({})\.({})\.weight$",
+                self.block_alternatives(),
+                self.targets.join("|")
+            )]);
+            let module =
+                module.apply_lora(Lora::new(lora.rank, lora.alpha).set_param_group(targets));
+            let module = module.map(&mut SeededLoraInit::new(self.spec, self.seed, lora.rank));
+            if count_adapters(&module) == 0 {
+                return Err(TrainabilityError(format!(
+                    "LoRA targets [{}] match no 2-D weight in blocks {} of this slice",
+                    self.targets.join(", "),
+                    self.spec.blocks
+                )));
+            }
+            module
+        } else {
+            module
+        };
+        Ok(if full.is_empty() {
+            module
+        } else {
+            module.set_require_grad_group(group(&full), true)
+        })
+    }
+}
+
+fn count_adapters<M: Module>(module: &M) -> usize {
+    struct Count(usize);
+    impl ModuleVisitor for Count {
+        fn enter_module(&mut self, name: &str, container: &str) {
+            if name == "lora" && container == "Reparameterization" {
+                self.0 += 1;
+            }
+        }
+    }
+    let mut count = Count(0);
+    module.visit(&mut count);
+    count.0
+}
+
+/// Redraws every LoRA `A` factor from N(0, 1/rank) with a generator seeded by the run's seed
+/// and the weight's global path (Burn's own draw depends on call order and device).
+struct SeededLoraInit<'a> {
+    spec: &'a SliceSpec,
+    seed: u64,
+    std: f64,
+    path: Vec<String>,
+}
+
+impl<'a> SeededLoraInit<'a> {
+    fn new(spec: &'a SliceSpec, seed: u64, rank: usize) -> Self {
+        Self {
+            spec,
+            seed,
+            std: 1.0 / rank as f64,
+            path: Vec::new(),
+        }
+    }
+}
+
+impl ModuleMapper for SeededLoraInit<'_> {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_owned());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let path = self.path.join(".");
+        if !path.ends_with(".lora.a") {
+            return param;
+        }
+        let global = global_path(&path, self.spec);
+        let mut rng = SplitMix64::new(self.seed ^ fnv1a(global.as_bytes()));
+        let std = self.std;
+        param.map(|tensor| {
+            let shape = tensor.shape();
+            let device = tensor.device();
+            let require_grad = tensor.is_require_grad();
+            let values: Vec<f32> = (0..shape.num_elements())
+                .map(|_| (rng.normal() * std) as f32)
+                .collect();
+            Tensor::<D>::from_data(TensorData::new(values, shape), &device)
+                .set_require_grad(require_grad)
+        })
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A small, portable generator: the same numbers on every platform and backend.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller).
+    fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.uniform(), self.uniform());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}

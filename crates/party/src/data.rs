@@ -1,0 +1,264 @@
+//! The data party: holds the text, the labels and the loss; runs the head (and, in
+//! Head–Body–Tail, the tail); never sends labels.
+
+use burn::module::Module;
+use burn::tensor::Device;
+use splitlm_nn::{HeadOutput, Hidden, Labels, TokenBatch, TransformerSlice, loss};
+use splitlm_protocol::{
+    Message, Mode, OutputKind, PROTOCOL_VERSION, Role, Traffic, Transport, WireDType,
+};
+
+use crate::slice::PartySlice;
+use crate::wire::{self, expect_shape};
+use crate::{PartyError, PartyOptions, recv_expected};
+
+/// What one training step produced, seen from the data party.
+#[derive(Debug, Clone)]
+pub struct TrainStep {
+    /// The step's id.
+    pub step: u64,
+    /// The mean loss of the batch.
+    pub loss: f32,
+    /// Bytes this party sent during the step.
+    pub bytes_sent: u64,
+    /// Bytes this party received during the step.
+    pub bytes_received: u64,
+}
+
+/// The data party of a split model.
+pub struct DataParty {
+    head: PartySlice,
+    tail: Option<PartySlice>,
+    transport: Box<dyn Transport>,
+    device: Device,
+    wire_dtype: WireDType,
+    session: u64,
+    next_step: u64,
+}
+
+impl DataParty {
+    /// Opens a session with the model party over `transport`. `tail` is the data party's
+    /// tail in Head–Body–Tail, `None` in Head–Tail. Both slices live on one device.
+    pub fn connect(
+        head: PartySlice,
+        tail: Option<PartySlice>,
+        mut transport: Box<dyn Transport>,
+        options: &PartyOptions,
+    ) -> Result<Self, PartyError> {
+        transport.send(&Message::Hello {
+            version: PROTOCOL_VERSION,
+            role: Role::DataParty,
+            party_id: options.party_id.clone(),
+        })?;
+        let session = match recv_expected(transport.as_mut())? {
+            Message::HelloAck { session, .. } => session,
+            other => return Err(unexpected("HelloAck", &other)),
+        };
+        let device = head
+            .model()
+            .devices()
+            .into_iter()
+            .next()
+            .expect("a head holds the embeddings, so it has parameters");
+        Ok(Self {
+            head,
+            tail,
+            transport,
+            device,
+            wire_dtype: options.wire_dtype,
+            session,
+            next_step: 0,
+        })
+    }
+
+    /// The session id the model party gave.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    /// The head slice.
+    pub fn head(&self) -> &PartySlice {
+        &self.head
+    }
+
+    /// The tail slice (Head–Body–Tail).
+    pub fn tail(&self) -> Option<&PartySlice> {
+        self.tail.as_ref()
+    }
+
+    /// The device the party computes on (that of its head).
+    pub fn device(&self) -> Device {
+        self.device.clone()
+    }
+
+    /// Bytes and messages moved so far.
+    pub fn traffic(&self) -> Traffic {
+        self.transport.traffic()
+    }
+
+    /// One training step on `batch` (on this party's device) against `labels`: forward
+    /// through both parties, loss here, backward through both, every slice updated.
+    pub fn train_step(
+        &mut self,
+        batch: &TokenBatch,
+        labels: &Labels,
+    ) -> Result<TrainStep, PartyError> {
+        let before = self.traffic();
+        let step = self.take_step();
+        let model = self.head.model();
+        let h1 = model.forward_blocks(model.embed(batch)?, None)?;
+        let (mask, positions) = (h1.attention_mask.clone(), h1.positions.clone());
+        self.send_forward(step, Mode::Train, &h1)?;
+
+        let (kind, frame) = self.recv_output(step)?;
+        let device = self.device();
+        let received = wire::output_tensor(kind, &frame, &device)?.require_grad();
+        let output = match &self.tail {
+            Some(tail) => {
+                expect_kind(kind, OutputKind::Hidden)?;
+                expect_shape(&received.dims(), &h1.states.dims(), "the body's output")?;
+                let hidden = Hidden {
+                    states: received.clone(),
+                    attention_mask: mask,
+                    positions,
+                };
+                tail.model()
+                    .forward_top(tail.model().forward_blocks(hidden, None)?)?
+            }
+            None => wire::unpack_output(kind, received.clone()),
+        };
+        let loss = loss(&output, labels)?;
+        let loss_value: f32 = loss.clone().into_scalar();
+        if !loss_value.is_finite() {
+            return Err(PartyError::BadTensor(format!(
+                "the loss of step {step} is {loss_value}"
+            )));
+        }
+        let grads = loss.backward();
+        let grad = received
+            .grad(&grads)
+            .expect("the received output is a leaf of the loss");
+        if let Some(tail) = &mut self.tail {
+            tail.apply_gradients(grads);
+        }
+        self.transport.send(&Message::Gradient {
+            step,
+            grad: wire::wire_view(grad, kind).into_frame(self.wire_dtype)?,
+        })?;
+
+        let input_grad = match recv_expected(self.transport.as_mut())? {
+            Message::InputGradient { step: s, grad } => {
+                check_step(step, s)?;
+                grad
+            }
+            other => return Err(unexpected("InputGradient", &other)),
+        };
+        let input_grad = wire::float_tensor::<3>(&input_grad, &device, "the input gradient")?;
+        expect_shape(&input_grad.dims(), &h1.states.dims(), "the input gradient")?;
+        if self.head.is_trainable() {
+            let grads = (h1.states * input_grad).sum().backward();
+            self.head.apply_gradients(grads);
+        }
+        let after = self.traffic();
+        Ok(TrainStep {
+            step,
+            loss: loss_value,
+            bytes_sent: after.bytes_sent - before.bytes_sent,
+            bytes_received: after.bytes_received - before.bytes_received,
+        })
+    }
+
+    /// Runs `batch` through the split model without training (nothing is sent back). The
+    /// output lives on this party's device without autodiff.
+    pub fn eval_step(&mut self, batch: &TokenBatch) -> Result<HeadOutput, PartyError> {
+        let step = self.take_step();
+        let head = self.head.model().valid();
+        let device = self.device().inner();
+        let batch = batch.to_device(&device);
+        let h1 = head.forward_blocks(head.embed(&batch)?, None)?;
+        self.send_forward(step, Mode::Eval, &h1)?;
+        let (kind, frame) = self.recv_output(step)?;
+        let received = wire::output_tensor(kind, &frame, &device)?;
+        match &self.tail {
+            Some(tail) => {
+                expect_kind(kind, OutputKind::Hidden)?;
+                expect_shape(&received.dims(), &h1.states.dims(), "the body's output")?;
+                let tail = tail.model().valid();
+                let hidden = h1.with_states(received);
+                Ok(tail.forward_top(tail.forward_blocks(hidden, None)?)?)
+            }
+            None => Ok(wire::unpack_output(kind, received)),
+        }
+    }
+
+    /// Ends the session; returns the slices.
+    pub fn finish(mut self) -> Result<(PartySlice, Option<PartySlice>), PartyError> {
+        self.transport.send(&Message::End {
+            reason: "data party finished".into(),
+        })?;
+        Ok((self.head, self.tail))
+    }
+
+    fn take_step(&mut self) -> u64 {
+        let step = self.next_step;
+        self.next_step += 1;
+        step
+    }
+
+    fn send_forward(&mut self, step: u64, mode: Mode, h1: &Hidden) -> Result<(), PartyError> {
+        self.transport.send(&Message::Forward {
+            step,
+            mode,
+            hidden: wire::float_frame(h1.states.clone(), self.wire_dtype)?,
+            attention_mask: wire::int_frame(h1.attention_mask.clone())?,
+            positions: wire::int_frame(h1.positions.clone())?,
+        })?;
+        Ok(())
+    }
+
+    fn recv_output(
+        &mut self,
+        step: u64,
+    ) -> Result<(OutputKind, splitlm_protocol::TensorFrame), PartyError> {
+        match recv_expected(self.transport.as_mut())? {
+            Message::Output {
+                step: s,
+                kind,
+                mut tensors,
+            } => {
+                check_step(step, s)?;
+                if tensors.len() != 1 {
+                    return Err(PartyError::BadTensor(format!(
+                        "an output carries {} tensors, expected 1",
+                        tensors.len()
+                    )));
+                }
+                Ok((kind, tensors.remove(0)))
+            }
+            other => Err(unexpected("Output", &other)),
+        }
+    }
+}
+
+fn expect_kind(found: OutputKind, expected: OutputKind) -> Result<(), PartyError> {
+    if found != expected {
+        return Err(PartyError::BadTensor(format!(
+            "the model party returned {found:?}, expected {expected:?} (do both parties use the same partition?)"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_step(expected: u64, found: u64) -> Result<(), PartyError> {
+    if expected != found {
+        return Err(PartyError::StepMismatch { expected, found });
+    }
+    Ok(())
+}
+
+pub(crate) fn unexpected(expected: &'static str, found: &Message) -> PartyError {
+    PartyError::Unexpected {
+        expected,
+        found: found.name(),
+    }
+}

@@ -1,0 +1,232 @@
+//! The model party: owns the body (or the Head–Tail top), serves data parties.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use burn::module::Module;
+use burn::tensor::Device;
+use splitlm_nn::{Hidden, TransformerSlice};
+use splitlm_protocol::{Message, Mode, PROTOCOL_VERSION, Role, Traffic, Transport, WireDType};
+
+use crate::data::{check_step, unexpected};
+use crate::slice::PartySlice;
+use crate::wire::{self, expect_shape};
+use crate::{PartyError, recv_expected};
+
+/// What a finished session did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionReport {
+    /// The session's id.
+    pub session: u64,
+    /// The data party's identifier.
+    pub party_id: String,
+    /// Training steps served.
+    pub train_steps: u64,
+    /// Evaluation/inference steps served.
+    pub eval_steps: u64,
+    /// Bytes and messages moved, seen from the model party.
+    pub traffic: Traffic,
+}
+
+struct Shared {
+    slice: PartySlice,
+    next_session: u64,
+}
+
+/// The model party. Clones share one slice: several data parties can be served at once, one
+/// thread per session ([`ModelParty::spawn`]). A training step holds the slice from the
+/// forward pass to the returned gradient, so no session's gradient ever mixes with another's;
+/// the slice's weights are shared and each session's update lands in turn.
+#[derive(Clone)]
+pub struct ModelParty {
+    shared: Arc<Mutex<Shared>>,
+    device: Device,
+    wire_dtype: WireDType,
+}
+
+impl ModelParty {
+    /// A model party serving `slice` (on its own device), sending tensors as `wire_dtype`.
+    pub fn new(slice: PartySlice, wire_dtype: WireDType) -> Self {
+        let device = slice
+            .model()
+            .devices()
+            .into_iter()
+            .next()
+            .expect("a model party's slice holds at least one block or the top");
+        Self {
+            shared: Arc::new(Mutex::new(Shared {
+                slice,
+                next_session: 0,
+            })),
+            device,
+            wire_dtype,
+        }
+    }
+
+    /// Runs `f` on the slice as it stands (between steps).
+    pub fn with_slice<R>(&self, f: impl FnOnce(&PartySlice) -> R) -> R {
+        f(&self.lock().slice)
+    }
+
+    /// Serves one session on another thread.
+    pub fn spawn(
+        &self,
+        transport: impl Transport + 'static,
+    ) -> std::thread::JoinHandle<Result<SessionReport, PartyError>> {
+        let party = self.clone();
+        std::thread::spawn(move || party.serve(transport))
+    }
+
+    /// Serves one data party until it ends the session. On a failure the peer is told why
+    /// (a protocol `Error` message) before the error is returned.
+    pub fn serve(&self, mut transport: impl Transport) -> Result<SessionReport, PartyError> {
+        let result = self.serve_inner(&mut transport);
+        if let Err(err) = &result
+            && !matches!(err, PartyError::Peer { .. } | PartyError::Protocol(_))
+        {
+            let _ = transport.send(&Message::Error {
+                code: err.code(),
+                message: err.to_string(),
+            });
+        }
+        result
+    }
+
+    fn serve_inner(&self, transport: &mut dyn Transport) -> Result<SessionReport, PartyError> {
+        let party_id = match recv_expected(transport)? {
+            Message::Hello {
+                party_id,
+                role: Role::DataParty,
+                ..
+            } => party_id,
+            other => return Err(unexpected("Hello from a data party", &other)),
+        };
+        let session = {
+            let mut shared = self.lock();
+            shared.next_session += 1;
+            shared.next_session
+        };
+        transport.send(&Message::HelloAck {
+            version: PROTOCOL_VERSION,
+            session,
+        })?;
+        let mut report = SessionReport {
+            session,
+            party_id,
+            train_steps: 0,
+            eval_steps: 0,
+            traffic: Traffic::default(),
+        };
+        loop {
+            match recv_expected(transport)? {
+                Message::Forward {
+                    step,
+                    mode,
+                    hidden,
+                    attention_mask,
+                    positions,
+                } => {
+                    let hidden = Hidden {
+                        states: wire::float_tensor::<3>(&hidden, &self.device, "hidden states")?,
+                        attention_mask: wire::int_tensor::<2>(
+                            &attention_mask,
+                            &self.device,
+                            "the attention mask",
+                        )?,
+                        positions: wire::int_tensor::<2>(&positions, &self.device, "positions")?,
+                    };
+                    if mode == Mode::Train {
+                        self.train_step(transport, step, hidden)?;
+                        report.train_steps += 1;
+                    } else {
+                        self.eval_step(transport, step, hidden)?;
+                        report.eval_steps += 1;
+                    }
+                }
+                Message::End { .. } => break,
+                other => return Err(unexpected("Forward or End", &other)),
+            }
+        }
+        report.traffic = transport.traffic();
+        Ok(report)
+    }
+
+    fn train_step(
+        &self,
+        transport: &mut dyn Transport,
+        step: u64,
+        hidden: Hidden,
+    ) -> Result<(), PartyError> {
+        let mut shared = self.lock();
+        let h1 = hidden.states.clone().require_grad();
+        let output = forward(shared.slice.model(), hidden.with_states(h1.clone()))?;
+        let (kind, packed) = wire::pack_output(output);
+        transport.send(&Message::Output {
+            step,
+            kind,
+            tensors: vec![wire::wire_view(packed.clone(), kind).into_frame(self.wire_dtype)?],
+        })?;
+        let grad = match recv_expected(transport)? {
+            Message::Gradient { step: s, grad } => {
+                check_step(step, s)?;
+                grad
+            }
+            other => return Err(unexpected("Gradient", &other)),
+        };
+        let grad = wire::output_tensor(kind, &grad, &self.device)?;
+        expect_shape(&grad.dims(), &packed.dims(), "the output gradient")?;
+        let grads = (packed * grad).sum().backward();
+        let input_grad = h1
+            .grad(&grads)
+            .expect("the received activations are a leaf of the output");
+        shared.slice.apply_gradients(grads);
+        drop(shared);
+        transport.send(&Message::InputGradient {
+            step,
+            grad: wire::float_frame(input_grad, self.wire_dtype)?,
+        })?;
+        Ok(())
+    }
+
+    fn eval_step(
+        &self,
+        transport: &mut dyn Transport,
+        step: u64,
+        hidden: Hidden,
+    ) -> Result<(), PartyError> {
+        let model = self.lock().slice.model().valid();
+        let inner = self.device.clone().inner();
+        let hidden = Hidden {
+            states: hidden.states.to_device(&inner),
+            attention_mask: hidden.attention_mask.to_device(&inner),
+            positions: hidden.positions.to_device(&inner),
+        };
+        let (kind, packed) = wire::pack_output(forward(&model, hidden)?);
+        transport.send(&Message::Output {
+            step,
+            kind,
+            tensors: vec![wire::wire_view(packed, kind).into_frame(self.wire_dtype)?],
+        })?;
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic in another session cannot leave the slice half-updated: updates replace
+        // the model in one assignment.
+        self.shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The model party's slice on `hidden`: blocks, then the top if it holds it.
+fn forward<M: TransformerSlice>(
+    model: &M,
+    hidden: Hidden,
+) -> Result<splitlm_nn::HeadOutput, PartyError> {
+    let hidden = model.forward_blocks(hidden, None)?;
+    Ok(if model.spec().top {
+        model.forward_top(hidden)?
+    } else {
+        splitlm_nn::HeadOutput::Hidden(hidden.states)
+    })
+}

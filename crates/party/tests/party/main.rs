@@ -1,0 +1,7 @@
+//! Parties across the protocol boundary: split training equals unsplit training, sessions are
+//! isolated, bad peers get clear errors, parties run on different backends.
+
+mod common;
+mod cross_backend;
+mod equivalence;
+mod sessions;

@@ -1,0 +1,205 @@
+//! Benchmark: one split training step against the same step on the whole model.
+//!
+//! MiniLM (real weights) with a 2-class head, full fine-tuning with AdamW, a batch of
+//! `--batch` × `--seq` tokens, both parties on `--device`, over the in-process transport
+//! (messages encoded and decoded, so the codec's cost is in). Prints milliseconds per step,
+//! the split's overhead in %, and bytes per step each way; `--out` appends JSON lines.
+//!
+//! ```text
+//! cargo xtask bench            # runs this with the issue's settings (16 x 64, cpu)
+//! cargo run --example split_step -- --device cpu --batch 16 --seq 64
+//! ```
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use clap::Parser;
+use splitlm::assets::{self, Asset};
+use splitlm::device::DeviceSpec;
+use splitlm::nn::batch::PaddingSide;
+use splitlm::nn::{Labels, SliceSpec, TaskHead, TokenBatch, TransformerSlice, loss};
+use splitlm::partition::{Partition, Trainability};
+use splitlm::party::{DataParty, ModelParty, OptimizerConfig, PartyOptions, PartySlice};
+use splitlm::protocol::{Limits, WireDType, in_process_pair};
+use splitlm::zoo::Checkpoint;
+
+#[derive(Parser)]
+#[command(about = "Split vs unsplit training step of MiniLM")]
+struct Args {
+    /// Where both parties compute: cpu, flex, wgpu, cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Sequences per batch.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 64)]
+    seq: usize,
+    /// Timed steps per setting (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Append one JSON line per setting to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+const TASK: TaskHead = TaskHead::SequenceClassification { num_labels: 2 };
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let device = args.device.probe()?.autodiff();
+    let dir = assets::ensure(Asset::MiniLm)?;
+    let ckpt = Checkpoint::open(&dir)?;
+    let batch = tokens(&args, &device)?;
+    let labels = Labels::Classes(Tensor::<1, Int>::from_data(
+        TensorData::new(
+            (0..args.batch as i64).map(|i| i % 2).collect::<Vec<_>>(),
+            [args.batch],
+        ),
+        &device,
+    ));
+    println!(
+        "MiniLM training step, batch {} x {} tokens, device {}, full fine-tuning, AdamW",
+        args.batch, args.seq, args.device
+    );
+    let unsplit_ms = unsplit(&ckpt, &batch, &labels, &device, args.steps)?;
+    println!("{:<34} {:>9.1} ms/step", "unsplit", unsplit_ms);
+    let mut records = vec![serde_json::json!({
+        "bench": "split_step", "setting": "unsplit", "device": args.device.to_string(),
+        "batch": args.batch, "seq": args.seq, "ms_per_step": unsplit_ms,
+    })];
+    for partition in [Partition::head_body_tail(2, 2), Partition::head_tail(2)] {
+        let (ms, sent, received) = split(&ckpt, partition, &batch, &labels, &device, args.steps)?;
+        let overhead = 100.0 * (ms - unsplit_ms) / unsplit_ms;
+        println!(
+            "{:<34} {:>9.1} ms/step  overhead {:+.1}%  sent {} B  received {} B per step",
+            partition.to_string(),
+            ms,
+            overhead,
+            sent,
+            received
+        );
+        records.push(serde_json::json!({
+            "bench": "split_step", "setting": partition.to_string(), "device": args.device.to_string(),
+            "batch": args.batch, "seq": args.seq, "ms_per_step": ms, "overhead_percent": overhead,
+            "bytes_sent_per_step": sent, "bytes_received_per_step": received,
+        }));
+    }
+    let activation = args.batch * args.seq * ckpt.hidden_size() * 4;
+    println!("one f32 activation tensor (batch x seq x hidden x 4 bytes) = {activation} B");
+    if let Some(path) = &args.out {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        for record in records {
+            writeln!(file, "{record}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Deterministic pseudo-random ids, [CLS] … [SEP], no padding: every token costs.
+fn tokens(args: &Args, device: &Device) -> Result<TokenBatch> {
+    let ids: Vec<Vec<u32>> = (0..args.batch)
+        .map(|b| {
+            (0..args.seq)
+                .map(|i| match i {
+                    0 => 101,
+                    i if i + 1 == args.seq => 102,
+                    i => 1000 + ((b * 7919 + i * 104_729) % 20_000) as u32,
+                })
+                .collect()
+        })
+        .collect();
+    Ok(TokenBatch::from_sequences(
+        &ids,
+        0,
+        PaddingSide::Right,
+        device,
+    )?)
+}
+
+fn party_slice(ckpt: &Checkpoint, spec: &SliceSpec, device: &Device) -> Result<PartySlice> {
+    let model = ckpt.load(spec, TASK, device)?;
+    Ok(PartySlice::new(
+        model,
+        &Trainability::default(),
+        &OptimizerConfig::default(),
+        100,
+        0,
+    )?)
+}
+
+fn median_ms(mut step: impl FnMut() -> Result<()>, steps: usize) -> Result<f64> {
+    step()?;
+    let mut times = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let started = Instant::now();
+        step()?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn unsplit(
+    ckpt: &Checkpoint,
+    batch: &TokenBatch,
+    labels: &Labels,
+    device: &Device,
+    steps: usize,
+) -> Result<f64> {
+    let mut whole = party_slice(ckpt, &SliceSpec::full(ckpt.num_layers()), device)?;
+    median_ms(
+        || {
+            let loss = loss(&whole.model().forward(batch, None)?, labels)?;
+            let _: f32 = loss.clone().into_scalar();
+            whole.apply_gradients(loss.backward());
+            Ok(())
+        },
+        steps,
+    )
+}
+
+fn split(
+    ckpt: &Checkpoint,
+    partition: Partition,
+    batch: &TokenBatch,
+    labels: &Labels,
+    device: &Device,
+    steps: usize,
+) -> Result<(f64, u64, u64)> {
+    let slices = partition.slices(ckpt.num_layers())?;
+    let model = ModelParty::new(party_slice(ckpt, &slices.model, device)?, WireDType::F32);
+    let (data_end, model_end) = in_process_pair(Limits::default());
+    let server = model.spawn(model_end);
+    let tail = slices
+        .data_tail
+        .as_ref()
+        .map(|s| party_slice(ckpt, s, device))
+        .transpose()?;
+    let mut data = DataParty::connect(
+        party_slice(ckpt, &slices.data_head, device)?,
+        tail,
+        Box::new(data_end),
+        &PartyOptions::default(),
+    )?;
+    let mut bytes = (0, 0);
+    let ms = median_ms(
+        || {
+            let step = data.train_step(batch, labels)?;
+            bytes = (step.bytes_sent, step.bytes_received);
+            Ok(())
+        },
+        steps,
+    )?;
+    data.finish()?;
+    server.join().expect("model party thread")?;
+    Ok((ms, bytes.0, bytes.1))
+}
