@@ -18,6 +18,7 @@ pub mod trainability;
 pub use paths::{NamedParameter, global_path, named_parameters};
 pub use trainability::{
     BlockSet, LoraSettings, Strategy, Trainability, TrainabilityError, default_lora_targets,
+    merge_lora,
 };
 
 use splitlm_nn::{LayerRange, SliceSpec};

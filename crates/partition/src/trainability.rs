@@ -170,6 +170,11 @@ impl Trainability {
                 "block {bad} listed as trainable, but the model has {num_layers} blocks (0..{num_layers})"
             ));
         }
+        self.validate_lora()
+    }
+
+    fn validate_lora(&self) -> Result<(), TrainabilityError> {
+        let fail = |m: String| Err(TrainabilityError(m));
         if self.strategy != Strategy::Lora {
             return Ok(());
         }
@@ -205,6 +210,7 @@ impl Trainability {
     /// from a normal law seeded by `seed` and each weight's path in the model, so the same
     /// seed gives the same adapters whether the model is split or not, on any backend.
     pub fn apply(&self, model: AnyModel, seed: u64) -> Result<AnyModel, TrainabilityError> {
+        self.validate_lora()?;
         let spec = model.spec().clone();
         let targets: Vec<String> = match &self.lora.targets {
             Some(t) => t.clone(),
@@ -228,6 +234,12 @@ impl Trainability {
         };
         model.map_family(&plan)
     }
+}
+
+/// Folds every LoRA adapter into its weight (`W + α/r · A·B`), giving a plain model with the
+/// fine-tuned behaviour and the original parameter shapes, for export or serving.
+pub fn merge_lora(model: AnyModel) -> AnyModel {
+    model.materialize()
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -406,5 +418,54 @@ impl SplitMix64 {
     fn normal(&mut self) -> f64 {
         let (u1, u2) = (self.uniform(), self.uniform());
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Trainability, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn settings_parse_and_are_checked() {
+        let t =
+            parse(r#"{"strategy":"lora","blocks":[0,2],"lora":{"rank":8,"targets":["query"]}}"#)
+                .unwrap();
+        assert_eq!(t.strategy, Strategy::Lora);
+        assert_eq!(t.blocks, BlockSet::Ids(vec![0, 2]));
+        assert_eq!((t.lora.rank, t.lora.alpha), (8, 32.0));
+        assert!(t.validate(6).is_ok());
+        let err = t.validate(2).unwrap_err().to_string();
+        assert!(err.contains("block 2") && err.contains("2 blocks"), "{err}");
+        assert_eq!(
+            parse(r#"{"blocks":"none"}"#).unwrap().blocks,
+            BlockSet::None
+        );
+        assert!(
+            parse(r#"{"blocks":"some"}"#)
+                .unwrap_err()
+                .contains("\"some\"")
+        );
+        assert!(
+            parse(r#"{"stratgy":"full"}"#)
+                .unwrap_err()
+                .contains("stratgy")
+        );
+        assert!(
+            parse(r#"{"lora":{"rank":4,"alpah":1}}"#)
+                .unwrap_err()
+                .contains("alpah")
+        );
+        let bad_target = parse(r#"{"strategy":"lora","lora":{"targets":["q.*"]}}"#).unwrap();
+        assert!(
+            bad_target
+                .validate(6)
+                .unwrap_err()
+                .to_string()
+                .contains("q.*")
+        );
     }
 }

@@ -140,42 +140,14 @@ fn mismatched_cache_and_mask_is_an_error() {
     assert!(err.contains("cache holds 7"), "{err}");
 }
 
-/// Records which tensors a slice reads.
-struct Recording<'a> {
-    inner: &'a dyn splitlm_checkpoint::TensorSource,
-    loaded: std::sync::Mutex<Vec<String>>,
-}
-
-impl splitlm_checkpoint::TensorSource for Recording<'_> {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn names(&self) -> Vec<String> {
-        self.inner.names()
-    }
-    fn info(&self, name: &str) -> Option<splitlm_checkpoint::TensorInfo> {
-        self.inner.info(name)
-    }
-    fn load(
-        &self,
-        name: &str,
-    ) -> Result<splitlm_checkpoint::HostTensor, splitlm_checkpoint::CheckpointError> {
-        self.loaded.lock().unwrap().push(name.to_string());
-        self.inner.load(name)
-    }
-}
-
 #[test]
 fn a_slice_reads_only_its_own_tensors() {
     let case = Case::open("llama");
-    let source = Recording {
-        inner: &case.fixture.weights,
-        loaded: Default::default(),
-    };
+    let source = splitlm_nn::testing::RecordingSource::new(&case.fixture.weights);
     let device = splitlm_device::DeviceSpec::Cpu.device().unwrap();
     let spec = SliceSpec::middle(1, 2);
     LlamaModel::load(&source, &case.config, &spec, TaskHead::CausalLm, &device).unwrap();
-    let loaded = source.loaded.into_inner().unwrap();
+    let loaded = source.loaded();
     assert_eq!(
         loaded.len(),
         9,

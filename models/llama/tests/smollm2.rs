@@ -102,3 +102,31 @@ fn greedy_answer_and_logits_match_transformers() {
     let text = tokenizer.decode(&generated, true).unwrap();
     assert!(text.contains("Paris"), "{text}");
 }
+
+#[test]
+fn a_data_party_head_holds_only_its_blocks() {
+    let Some(path) = gguf() else { return };
+    let source = GgufLlamaSource::open(&path).unwrap();
+    let recording = splitlm_nn::testing::RecordingSource::new(&source);
+    let device = splitlm_device::DeviceSpec::Cpu.device().unwrap();
+    let config = source.config().clone();
+    let head = LlamaModel::load(
+        &recording,
+        &config,
+        &SliceSpec::bottom(2),
+        TaskHead::Hidden,
+        &device,
+    )
+    .unwrap();
+    let loaded = recording.loaded();
+    assert_eq!(loaded.len(), 1 + 2 * 9, "embeddings + 2 blocks: {loaded:?}");
+    assert!(loaded.iter().all(|n| n == "model.embed_tokens.weight"
+        || n.starts_with("model.layers.0.")
+        || n.starts_with("model.layers.1.")));
+    // Parameters held: the embedding matrix and two blocks, nothing of the other 28.
+    let d = config.hidden_size;
+    let kv = config.kv_heads() * config.head_size();
+    let block = 2 * d + d * d * 2 + d * kv * 2 + 3 * d * config.intermediate_size;
+    use burn::module::Module;
+    assert_eq!(head.num_params(), config.vocab_size * d + 2 * block);
+}

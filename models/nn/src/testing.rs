@@ -164,3 +164,44 @@ pub fn require_asset(what: &str, path: Option<PathBuf>) -> Option<PathBuf> {
     eprintln!("SKIPPED: {what} is not in the asset cache ({hint})");
     None
 }
+
+/// A tensor source that records the names of the tensors read through it (to check that a
+/// slice reads only its own).
+pub struct RecordingSource<'a> {
+    inner: &'a dyn TensorSource,
+    loaded: std::sync::Mutex<Vec<String>>,
+}
+
+impl<'a> RecordingSource<'a> {
+    /// Wraps `inner`.
+    pub fn new(inner: &'a dyn TensorSource) -> Self {
+        Self {
+            inner,
+            loaded: Default::default(),
+        }
+    }
+
+    /// The names read so far, in order.
+    pub fn loaded(&self) -> Vec<String> {
+        self.loaded.lock().expect("not poisoned").clone()
+    }
+}
+
+impl TensorSource for RecordingSource<'_> {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn names(&self) -> Vec<String> {
+        self.inner.names()
+    }
+    fn info(&self, name: &str) -> Option<splitlm_checkpoint::TensorInfo> {
+        self.inner.info(name)
+    }
+    fn load(&self, name: &str) -> Result<splitlm_checkpoint::HostTensor, CheckpointError> {
+        self.loaded
+            .lock()
+            .expect("not poisoned")
+            .push(name.to_string());
+        self.inner.load(name)
+    }
+}

@@ -4,4 +4,5 @@
 mod common;
 mod cross_backend;
 mod equivalence;
+mod lora;
 mod sessions;
