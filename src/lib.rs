@@ -13,6 +13,7 @@
 //! - [`zoo`]: every family behind one type, opened from a checkpoint directory or GGUF file.
 //! - [`protocol`]: messages and tensor frames between parties, codec, transports.
 //! - [`party`]: the data party and the model party, optimizers and schedules.
+//! - [`tasks`]: datasets, batching, metrics and the training loop.
 //! - [`assets`]: the real demo models, fetched from package registries into a local cache.
 
 pub use splitlm_assets as assets;
@@ -25,4 +26,5 @@ pub use splitlm_nn as nn;
 pub use splitlm_partition as partition;
 pub use splitlm_party as party;
 pub use splitlm_protocol as protocol;
+pub use splitlm_tasks as tasks;
 pub use splitlm_zoo as zoo;

@@ -85,6 +85,55 @@ pub(crate) static SMOLLM2: AssetSpec<'static> = AssetSpec {
     )],
 };
 
+/// Sentiment-scored snippets (Hutto & Gilbert, ICWSM 2014) from the `vaderSentiment` source
+/// archive, itself nesting `additional_resources/hutto_ICWSM_2014.tar.gz`. Each file is
+/// `id<TAB>mean human score in [-4, 4]<TAB>text` per line (CRLF).
+pub(crate) static SENTIMENT: AssetSpec<'static> = AssetSpec {
+    name: "sentiment",
+    requirement: "vaderSentiment==3.3.2",
+    kind: ArchiveKind::Sdist,
+    sha256: "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
+    license: "MIT",
+    description: "human-scored sentiment snippets: 10,605 movie-review sentences (SST-like), tweets, Amazon reviews, NYT editorials",
+    members: &[
+        Member::new(
+            &[
+                "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz",
+                "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt",
+            ],
+            MOVIE_REVIEWS,
+            "c8293b0d942e90e223ea2c0955d969040d1a1be514a978b9af0698940bd13350",
+        ),
+        Member::new(
+            &[
+                "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz",
+                "hutto_ICWSM_2014/tweets_GroundTruth.txt",
+            ],
+            "tweets.txt",
+            "dfbe7102e2f92579ed8b19df9a3822491880697c67adf712fb66e520cc05102f",
+        ),
+        Member::new(
+            &[
+                "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz",
+                "hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt",
+            ],
+            "amazon_reviews.txt",
+            "11a9807a0974a2506a2d3b4851eaf69b3d6d20688ce4923adda2312a4f6dd6c2",
+        ),
+        Member::new(
+            &[
+                "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz",
+                "hutto_ICWSM_2014/nytEditorialSnippets_GroundTruth.txt",
+            ],
+            "nyt_editorials.txt",
+            "7d8fbcce7dde5d716da53e78f4ef4be6b706e9ef1e1d51887e6d0ad4b69cc27e",
+        ),
+    ],
+};
+
+/// File name of the movie-review sentences inside the `sentiment` asset directory.
+pub(crate) const MOVIE_REVIEWS: &str = "movie_reviews.txt";
+
 /// File name of the SmolLM2 GGUF inside the `smollm2` asset directory.
 pub(crate) const SMOLLM2_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 

@@ -108,6 +108,11 @@ pub fn smollm2_gguf() -> PathBuf {
     asset_path(Asset::SmolLm2, catalog::SMOLLM2_GGUF)
 }
 
+/// The 10,605 scored movie-review sentences (`id<TAB>score<TAB>text`, CRLF).
+pub fn movie_reviews() -> PathBuf {
+    asset_path(Asset::Sentiment, catalog::MOVIE_REVIEWS)
+}
+
 /// Total size in bytes of the regular files under `path` (a file counts itself).
 pub fn disk_usage(path: &Path) -> std::io::Result<u64> {
     let meta = fs::symlink_metadata(path)?;

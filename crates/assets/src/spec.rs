@@ -89,12 +89,14 @@ pub enum Asset {
     MiniLm,
     /// SmolLM2-135M-Instruct quantised to GGUF Q4_1.
     SmolLm2,
+    /// Human-scored sentiment snippets (movie reviews, tweets…) from vaderSentiment.
+    Sentiment,
 }
 
 impl Asset {
     /// Every known asset, in a stable order.
     pub fn all() -> &'static [Asset] {
-        &[Asset::MiniLm, Asset::SmolLm2]
+        &[Asset::MiniLm, Asset::SmolLm2, Asset::Sentiment]
     }
 
     /// The asset's name: its directory under the assets directory.
@@ -107,6 +109,7 @@ impl Asset {
         match self {
             Asset::MiniLm => &catalog::MINILM,
             Asset::SmolLm2 => &catalog::SMOLLM2,
+            Asset::Sentiment => &catalog::SENTIMENT,
         }
     }
 }

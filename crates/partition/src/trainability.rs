@@ -372,52 +372,15 @@ impl ModuleMapper for SeededLoraInit<'_> {
             return param;
         }
         let global = global_path(&path, self.spec);
-        let mut rng = SplitMix64::new(self.seed ^ fnv1a(global.as_bytes()));
         let std = self.std;
         param.map(|tensor| {
             let shape = tensor.shape();
             let device = tensor.device();
             let require_grad = tensor.is_require_grad();
-            let values: Vec<f32> = (0..shape.num_elements())
-                .map(|_| (rng.normal() * std) as f32)
-                .collect();
+            let values = splitlm_nn::seeded::normal(self.seed, &global, shape.num_elements(), std);
             Tensor::<D>::from_data(TensorData::new(values, shape), &device)
                 .set_require_grad(require_grad)
         })
-    }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// A small, portable generator: the same numbers on every platform and backend.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 }
 

@@ -14,6 +14,7 @@ pub mod generate;
 pub mod head;
 pub mod hf_config;
 pub mod loss;
+pub mod seeded;
 pub mod slice;
 pub mod testing;
 pub mod transformer;

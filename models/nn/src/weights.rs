@@ -1,10 +1,7 @@
 //! Reading a slice's parameters from a checkpoint by their Hugging Face names.
 
 use burn::module::Param;
-use burn::nn::{
-    Embedding, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, RmsNorm,
-    RmsNormConfig,
-};
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear, RmsNorm, RmsNormConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use splitlm_checkpoint::{HostTensor, TensorSource};
 
@@ -117,21 +114,20 @@ impl<'a> Weights<'a> {
         if self.at(leaf).contains("weight") {
             return self.linear(leaf, d_in, d_out, bias);
         }
+        let name = self.name(&format!("{leaf}.weight"));
         log::info!(
-            "`{}` is not in the checkpoint: initialised randomly",
-            self.name(leaf)
+            "`{name}` is not in the checkpoint: initialised from N(0, 0.02²) seeded by its name"
         );
-        let mut layer = LinearConfig::new(d_in, d_out)
-            .with_bias(bias)
-            .with_initializer(Initializer::Normal {
-                mean: 0.0,
-                std: 0.02,
-            })
-            .init(&self.device);
-        if let Some(b) = layer.bias.as_mut() {
-            *b = Param::from_tensor(Tensor::zeros([d_out], &self.device));
-        }
-        Ok(layer)
+        // Drawn from the name, not the device's generator: every party and backend that builds
+        // this head gets the same values, so split and unsplit runs start alike.
+        let values = crate::seeded::normal(0, &name, d_in * d_out, 0.02);
+        Ok(Linear {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(values, [d_in, d_out]),
+                &self.device,
+            )),
+            bias: bias.then(|| Param::from_tensor(Tensor::zeros([d_out], &self.device))),
+        })
     }
 
     /// A GPT-2 `Conv1D`, stored input-major as `{leaf}.weight` `[d_in, d_out]` and `{leaf}.bias`.

@@ -1,0 +1,45 @@
+use std::path::PathBuf;
+
+/// What can go wrong reading a dataset or running a task.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// A dataset file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A dataset file is not in the expected format.
+    #[error("{path}, line {line}: {reason}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tokenizer failed or is missing.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// A setting is out of range.
+    #[error("invalid setting: {0}")]
+    Config(String),
+    /// A party or model failed.
+    #[error(transparent)]
+    Party(#[from] splitlm_party::PartyError),
+    /// A model refused its input.
+    #[error(transparent)]
+    Model(#[from] splitlm_nn::ModelError),
+}
+
+impl TaskError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        TaskError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Reproducible random draws keyed by a seed and a name (a parameter's path), so that a weight
+//! gets the same initial values whichever party loads it, in whatever order, on any backend.
+
+/// `n` values from N(0, `std`²), determined by `seed` and `key` alone.
+pub fn normal(seed: u64, key: &str, n: usize, std: f64) -> Vec<f32> {
+    let mut rng = SplitMix64(seed ^ fnv1a(key.as_bytes()));
+    (0..n).map(|_| (rng.normal() * std) as f32).collect()
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A small, portable generator: the same numbers on every platform.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller).
+    fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.uniform(), self.uniform());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_depend_on_seed_and_key_only() {
+        let a = normal(1, "classifier.weight", 10_000, 0.02);
+        assert_eq!(a, normal(1, "classifier.weight", 10_000, 0.02));
+        assert_ne!(a, normal(2, "classifier.weight", 10_000, 0.02));
+        assert_ne!(a, normal(1, "score.weight", 10_000, 0.02));
+        let mean = a.iter().map(|&v| v as f64).sum::<f64>() / a.len() as f64;
+        let var = a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / a.len() as f64;
+        assert!(
+            mean.abs() < 0.001 && (var.sqrt() - 0.02).abs() < 0.001,
+            "{mean} {var}"
+        );
+    }
+}
