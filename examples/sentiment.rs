@@ -160,6 +160,7 @@ fn main() -> Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
             .expect("a valid template"),
     );
+    let traffic_before = run.traffic();
     let mut recent = Vec::new();
     let report = fit(run.learner(), &encoder, &train, &fit_config, |_, loss| {
         recent.push(loss);
@@ -173,17 +174,19 @@ fn main() -> Result<()> {
         bar.inc(1);
     })?;
     bar.finish();
+    let (sent, received) = match (traffic_before, run.traffic()) {
+        (Some(a), Some(b)) => (
+            b.bytes_sent - a.bytes_sent,
+            b.bytes_received - a.bytes_received,
+        ),
+        _ => (0, 0),
+    };
     let after = evaluate_classification(run.learner(), &encoder, &test, 64)?;
 
-    let (sent, received) = match run {
-        Run::Split { data, server } => {
-            let traffic = data.traffic();
-            data.finish()?;
-            server.join().expect("model party thread")?;
-            (traffic.bytes_sent, traffic.bytes_received)
-        }
-        Run::Whole(_) => (0, 0),
-    };
+    if let Run::Split { data, server } = run {
+        data.finish()?;
+        server.join().expect("model party thread")?;
+    }
     summary(
         &setting,
         &before,
@@ -226,6 +229,14 @@ enum Run {
 }
 
 impl Run {
+    /// The data party's traffic so far (split runs).
+    fn traffic(&self) -> Option<splitlm::protocol::Traffic> {
+        match self {
+            Run::Split { data, .. } => Some(data.traffic()),
+            Run::Whole(_) => None,
+        }
+    }
+
     fn learner(&mut self) -> &mut dyn Learner {
         match self {
             Run::Split { data, .. } => data.as_mut(),
@@ -268,7 +279,7 @@ fn summary(
     if sent > 0 {
         println!(
             "{:<34} {:.1} MiB sent, {:.1} MiB received ({:.2} / {:.2} MiB per step)",
-            "data party traffic",
+            "training traffic (data party)",
             mib(sent),
             mib(received),
             mib(sent) / report.steps as f64,

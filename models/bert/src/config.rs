@@ -29,6 +29,27 @@ pub struct BertConfig {
     /// Padding token id.
     #[serde(default)]
     pub pad_token_id: Option<u32>,
+    /// How a sentence-transformers checkpoint pools sentences (`1_Pooling/config.json`); a
+    /// classifier then reads that pooled vector instead of BERT's pooler on `[CLS]`.
+    #[serde(skip)]
+    pub sentence_pooling: Option<SentencePooling>,
+}
+
+/// The sentence pooling a sentence-transformers checkpoint was trained with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentencePooling {
+    /// Mean of the token states over the attention mask.
+    Mean,
+    /// The first (`[CLS]`) token's state.
+    Cls,
+}
+
+#[derive(Deserialize)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
 }
 
 fn default_type_vocab() -> usize {
@@ -42,8 +63,17 @@ fn default_eps() -> f64 {
 impl BertConfig {
     /// Reads `config.json` from a checkpoint directory.
     pub fn from_dir(dir: &std::path::Path) -> Result<Self, ModelError> {
-        let config: Self = hf_config::read_config(dir)?;
+        let mut config: Self = hf_config::read_config(dir)?;
         config.validate(&dir.display().to_string())?;
+        let pooling = dir.join("1_Pooling/config.json");
+        if pooling.is_file() {
+            let p: PoolingConfig = hf_config::read_config(&pooling)?;
+            config.sentence_pooling = match (p.pooling_mode_mean_tokens, p.pooling_mode_cls_token) {
+                (true, _) => Some(SentencePooling::Mean),
+                (false, true) => Some(SentencePooling::Cls),
+                _ => None,
+            };
+        }
         Ok(config)
     }
 

@@ -1,10 +1,12 @@
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::Tensor;
 use burn::tensor::activation::tanh;
+use burn::tensor::{Int, Tensor};
+use splitlm_nn::head::mean_pool;
 use splitlm_nn::{HeadOutput, ModelError, TaskHead, Weights};
 
 use crate::BertConfig;
+use crate::config::SentencePooling;
 
 /// The top of an encoder: pooler and one task head.
 #[derive(Module, Debug)]
@@ -19,6 +21,9 @@ pub struct BertHead {
     qa_outputs: Option<Linear>,
     #[module(skip)]
     task: TaskHead,
+    /// The classifier reads mean-pooled states (sentence-transformers checkpoints).
+    #[module(skip)]
+    mean_pooled: bool,
 }
 
 impl BertHead {
@@ -36,6 +41,7 @@ impl BertHead {
             classifier: None,
             qa_outputs: None,
             task,
+            mean_pooled: false,
         };
         let has_pooler = encoder.contains("pooler.dense.weight");
         match task {
@@ -52,6 +58,12 @@ impl BertHead {
                 head.classifier_dense = Some(root.linear_or_new("classifier.dense", d, d, true)?);
                 head.classifier =
                     Some(root.linear_or_new("classifier.out_proj", d, num_labels, true)?);
+            }
+            TaskHead::SequenceClassification { num_labels }
+                if config.sentence_pooling == Some(SentencePooling::Mean) =>
+            {
+                head.mean_pooled = true;
+                head.classifier = Some(root.linear_or_new("classifier", d, num_labels, true)?);
             }
             TaskHead::SequenceClassification { num_labels } => {
                 head.pooler = Some(encoder.linear_or_new("pooler.dense", d, d, true)?);
@@ -76,12 +88,13 @@ impl BertHead {
             .map(|pooler| tanh(pooler.forward(first_token(states))))
     }
 
-    pub(crate) fn forward(&self, states: Tensor<3>) -> HeadOutput {
+    pub(crate) fn forward(&self, states: Tensor<3>, attention_mask: &Tensor<2, Int>) -> HeadOutput {
         match self.task {
             TaskHead::SequenceClassification { .. } => {
                 let classifier = self.classifier.as_ref().expect("loaded with the task");
                 let features = match &self.classifier_dense {
                     Some(dense) => tanh(dense.forward(first_token(&states))),
+                    None if self.mean_pooled => mean_pool(states, attention_mask),
                     None => self.pool(&states).expect("loaded with the task"),
                 };
                 HeadOutput::ClassLogits(classifier.forward(features))

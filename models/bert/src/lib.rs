@@ -12,7 +12,7 @@ mod head;
 mod model;
 
 pub use block::BertLayer;
-pub use config::BertConfig;
+pub use config::{BertConfig, SentencePooling};
 pub use embeddings::BertEmbeddings;
 pub use head::BertHead;
 pub use model::BertModel;

@@ -144,6 +144,6 @@ impl TransformerSlice for BertModel {
             .as_ref()
             .ok_or_else(|| missing_part("top", &self.spec))?;
         hidden.validate(self.hidden_size)?;
-        Ok(head.forward(hidden.states))
+        Ok(head.forward(hidden.states, &hidden.attention_mask))
     }
 }
