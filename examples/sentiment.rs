@@ -63,7 +63,7 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     max_len: usize,
     /// Peak learning rate (AdamW, linear decay to 1% of it).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 4e-4)]
     lr: f64,
     /// Seed of the split, the shuffling and the adapters.
     #[arg(long, default_value_t = 0)]
@@ -142,7 +142,7 @@ fn main() -> Result<()> {
         }
     };
     println!(
-        "MiniLM, {setting}, LoRA r4 α32 on query/value + task head, AdamW lr {} → {}; {} train / {} test sentences; {} steps of {}",
+        "MiniLM, {setting}, LoRA r4 α32 on query/value + task head, AdamW lr {:.1e} → {:.1e}; {} train / {} test sentences; {} steps of {}",
         args.lr,
         args.lr * 0.01,
         train.len(),

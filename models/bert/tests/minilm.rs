@@ -75,7 +75,10 @@ fn minilm_classifies_the_sentence_embedding_it_was_trained_to_produce() {
         return;
     };
     let config = BertConfig::from_dir(&dir).unwrap();
-    assert_eq!(config.sentence_pooling, Some(splitlm_bert::SentencePooling::Mean));
+    assert_eq!(
+        config.sentence_pooling,
+        Some(splitlm_bert::SentencePooling::Mean)
+    );
     let device = splitlm_device::DeviceSpec::Cpu.device().unwrap();
     let weights = SafetensorsCheckpoint::open(&dir).unwrap();
     let spec = SliceSpec::full(config.num_hidden_layers);
@@ -84,13 +87,23 @@ fn minilm_classifies_the_sentence_embedding_it_was_trained_to_produce() {
     let encoder = BertModel::load(&weights, &config, &spec, TaskHead::Hidden, &device).unwrap();
     let ids = vec![vec![101, 7592, 2088, 102], vec![101, 2307, 102]];
     let tokens = TokenBatch::from_sequences(&ids, 0, PaddingSide::Right, &device).unwrap();
-    let logits = classifier.forward(&tokens, None).unwrap().class_logits().unwrap();
+    let logits = classifier
+        .forward(&tokens, None)
+        .unwrap()
+        .class_logits()
+        .unwrap();
     // The classifier (seeded from its name) applied to the mean-pooled states, by hand.
     let pooled = mean_pool(
         encoder.forward(&tokens, None).unwrap().hidden().unwrap(),
         &tokens.attention_mask,
     );
     let w = splitlm_nn::seeded::normal(0, "classifier.weight", 384 * 2, 0.02);
-    let w = burn::tensor::Tensor::<2>::from_data(burn::tensor::TensorData::new(w, [384, 2]), &device);
-    assert_close("mean-pooled classifier", &values(logits), &values(pooled.matmul(w)), 1e-5);
+    let w =
+        burn::tensor::Tensor::<2>::from_data(burn::tensor::TensorData::new(w, [384, 2]), &device);
+    assert_close(
+        "mean-pooled classifier",
+        &values(logits),
+        &values(pooled.matmul(w)),
+        1e-5,
+    );
 }
