@@ -4,6 +4,7 @@
 pub mod batching;
 pub mod dataset;
 pub mod error;
+pub mod glue;
 pub mod metrics;
 pub mod sentiment;
 pub mod train;
