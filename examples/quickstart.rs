@@ -18,7 +18,7 @@ use splitlm::checkpoint::{SafetensorsCheckpoint, tokenizer_from_gguf};
 use splitlm::device::DeviceSpec;
 use splitlm::llama::GgufLlamaSource;
 use splitlm::nn::batch::PaddingSide;
-use splitlm::nn::generate::greedy_timed;
+use splitlm::nn::generate::{Sampling, generate};
 use splitlm::nn::head::{l2_normalize, mean_pool};
 use splitlm::nn::{SliceSpec, TaskHead, TokenBatch, TransformerSlice};
 use tokenizers::Tokenizer;
@@ -115,7 +115,7 @@ fn answer(device: &Device, question: &str, max_new_tokens: usize) -> Result<()> 
         im_end(&tokenizer),
         tokenizer.token_to_id("<|endoftext|>").unwrap_or(0),
     ];
-    let generation = greedy_timed(&model, &ids, max_new_tokens, &stop, device)?;
+    let generation = generate(&model, &ids, &Sampling::greedy(max_new_tokens, &stop), device)?;
     let text = tokenizer
         .decode(&generation.tokens, true)
         .map_err(|e| anyhow::anyhow!("decoding: {e}"))?;

@@ -16,7 +16,7 @@ use splitlm::checkpoint::SafetensorsCheckpoint;
 use splitlm::device::DeviceSpec;
 use splitlm::llama::GgufLlamaSource;
 use splitlm::nn::batch::PaddingSide;
-use splitlm::nn::generate::greedy_timed;
+use splitlm::nn::generate::{Sampling, generate};
 use splitlm::nn::{SliceSpec, TaskHead, TokenBatch, TransformerSlice};
 
 #[derive(Parser)]
@@ -99,7 +99,7 @@ fn smollm2(device: &Device, decode_tokens: usize) -> Result<()> {
         started.elapsed()
     );
     let prompt: Vec<u32> = (0..32).map(|i| 1000 + i * 37).collect();
-    let generation = greedy_timed(&model, &prompt, decode_tokens, &[], device)?;
+    let generation = generate(&model, &prompt, &Sampling::greedy(decode_tokens, &[]), device)?;
     println!(
         "SmolLM2 prompt of {} tokens: {:.2?}; decoding: {:.1} tokens/s",
         prompt.len(),

@@ -15,10 +15,13 @@
 //! - [`party`]: the data party and the model party, optimizers and schedules.
 //! - [`tasks`]: datasets, batching, metrics and the training loop.
 //! - [`assets`]: the real demo models, fetched from package registries into a local cache.
+//! - [`cli`]: typed run configurations and the jobs of the `splitlm` command (train, eval,
+//!   generate), usable from other programs.
 
 pub use splitlm_assets as assets;
 pub use splitlm_bert as bert;
 pub use splitlm_checkpoint as checkpoint;
+pub use splitlm_cli as cli;
 pub use splitlm_device as device;
 pub use splitlm_gpt2 as gpt2;
 pub use splitlm_llama as llama;

@@ -1,11 +1,14 @@
-//! `cargo xtask assets`: fetch the demo models and data into the asset cache.
+//! `cargo xtask assets`: fetch the demo models and data into the asset cache. Assets that
+//! come from one distribution (`squad-dev` and `e2e-nlg`: BIG-bench's source archive) share
+//! a single download.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use splitlm_assets::{ArchiveKind, Asset, assets_dir, disk_usage, ensure, locate};
+use splitlm_assets::{ArchiveKind, Asset, assets_dir, disk_usage, ensure_all, locate};
 
 /// Options of `cargo xtask assets`.
 #[derive(Args)]
@@ -35,13 +38,25 @@ pub fn run(args: &AssetsArgs) -> Result<()> {
         list(selected);
         return Ok(());
     }
+    let present: Vec<bool> = selected.iter().map(|&a| locate(a).is_some()).collect();
     let mut failed = Vec::new();
-    for &asset in selected {
-        if let Err(e) = fetch_one(asset) {
+    let mut start = Instant::now();
+    ensure_all(selected, |asset, result| {
+        // Time since the previous asset finished: a shared download counts for the first.
+        let elapsed = start.elapsed().as_secs_f64();
+        let status = match selected.iter().position(|&a| a == asset) {
+            Some(i) if present[i] => "present",
+            _ => "fetched",
+        };
+        let reported = result
+            .map_err(anyhow::Error::from)
+            .and_then(|dir| report(asset, status, &dir, elapsed));
+        if let Err(e) = reported {
             log::error!("{e:#}");
             failed.push(asset.name());
         }
-    }
+        start = Instant::now();
+    });
     if !failed.is_empty() {
         bail!("could not provide: {}", failed.join(", "));
     }
@@ -75,23 +90,15 @@ fn describe_kind(asset: Asset) -> &'static str {
     }
 }
 
-fn fetch_one(asset: Asset) -> Result<()> {
-    let start = Instant::now();
-    let status = if locate(asset).is_some() {
-        "present"
-    } else {
-        "fetched"
-    };
-    let dir = ensure(asset)?;
-    let elapsed = start.elapsed();
-    let size = disk_usage(&dir).with_context(|| format!("measuring {}", dir.display()))?;
+fn report(asset: Asset, status: &str, dir: &Path, seconds: f64) -> Result<()> {
+    let size = disk_usage(dir).with_context(|| format!("measuring {}", dir.display()))?;
     println!(
         "{:<10} {:<8} {}  {}  {:.1}s",
         asset.name(),
         status,
         dir.display(),
         human_size(size),
-        elapsed.as_secs_f64()
+        seconds
     );
     Ok(())
 }

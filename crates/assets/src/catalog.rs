@@ -131,6 +131,119 @@ pub(crate) static SENTIMENT: AssetSpec<'static> = AssetSpec {
     ],
 };
 
+/// The BIG-bench source archive (358 MB; `pip download --no-binary :all:`), which carries
+/// many benchmark data sets as `bigbench/benchmark_tasks/<task>/...` JSON files. Several
+/// assets take members from it: each asset stays separately installable and verifiable
+/// (adding one later does not invalidate the others' markers), and
+/// [`ensure_all`](crate::ensure_all) downloads the archive once for all of those it is asked
+/// for. Extraction streams through the archive and writes only the listed members.
+const BIGBENCH: &str = "bigbench==1.0.0";
+
+/// SHA-256 of `bigbench-1.0.0.tar.gz` (358,249,635 bytes).
+const BIGBENCH_SHA256: &str = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2";
+
+/// SQuAD v1.1 dev set as BIG-bench's `squad_shifts` task ships it (the official JSON layout:
+/// `data[].paragraphs[].qas[]`). 48 articles, 2,067 paragraphs, 10,565 questions, 34,680
+/// answers: the official file has 10,570 questions; BIG-bench removed those whose answers it
+/// could not align (listed in `squaddev_v1.1_removed.json` beside it). The data is
+/// CC-BY-SA-4.0 (SQuAD); the package's metadata says `License: UNKNOWN` and its code
+/// headers Apache-2.0.
+pub(crate) static SQUAD_DEV: AssetSpec<'static> = AssetSpec {
+    name: "squad-dev",
+    requirement: BIGBENCH,
+    kind: ArchiveKind::Sdist,
+    sha256: BIGBENCH_SHA256,
+    license: "CC-BY-SA-4.0",
+    description: "SQuAD v1.1 dev set (via BIG-bench squad_shifts): 10,565 extractive questions on 2,067 Wikipedia paragraphs, official JSON",
+    members: &[Member::new(
+        &["bigbench-1.0.0/bigbench/benchmark_tasks/squad_shifts/squaddev_v1.1.json"],
+        SQUAD_DEV_JSON,
+        "45089eff3cf52004b1dca6814cde5c57082fdb09872f18c79a5d944d45be523a",
+    )],
+};
+
+/// The E2E NLG data-to-text task of GEM as BIG-bench's `gem/e2e_nlg` JSON task: 1,000
+/// examples (GEM's cleaned E2E test split, ids `e2e_nlg-test-0…999`), each an `input`
+/// meaning representation (`name: …, eatType: …, …`) and one reference `target`, over 213
+/// distinct inputs. The data is CC-BY-SA-4.0 (GEM's data card); see [`SQUAD_DEV`] for the
+/// package's own licence fields.
+pub(crate) static E2E_NLG: AssetSpec<'static> = AssetSpec {
+    name: "e2e-nlg",
+    requirement: BIGBENCH,
+    kind: ArchiveKind::Sdist,
+    sha256: BIGBENCH_SHA256,
+    license: "CC-BY-SA-4.0",
+    description: "E2E NLG restaurant data-to-text (GEM, via BIG-bench): 1,000 meaning representation/reference pairs over 213 inputs",
+    members: &[Member::new(
+        &["bigbench-1.0.0/bigbench/benchmark_tasks/gem/e2e_nlg/task.json"],
+        E2E_NLG_TASK,
+        "9e80fbbf1bca5d4c8cdc6d264c0137efda5bcd2ecb2f5a47ea6552cc93531329",
+    )],
+};
+
+/// One English file of the chatterbot corpus: `<archive>/…/data/english/<name>.yml` to
+/// `english/<name>.yml`.
+macro_rules! chatterbot_member {
+    ($name:literal, $sha256:literal) => {
+        Member::new(
+            &[concat!(
+                "chatterbot_corpus-1.3.3/chatterbot_corpus/data/english/",
+                $name,
+                ".yml"
+            )],
+            concat!("english/", $name, ".yml"),
+            $sha256,
+        )
+    };
+}
+
+/// The English half of the ChatterBot dialog corpus (all 21 `data/english/*.yml` files of the
+/// `chatterbot-corpus` source archive; 236,656 bytes): YAML files of `categories: [...]` and
+/// `conversations: [[turn, turn, ...], ...]`, 2,026 conversations in all. BSD-3-Clause (the
+/// package metadata's classifier says "BSD License"; the upstream project declares
+/// BSD-3-Clause).
+#[rustfmt::skip] // One line per file.
+pub(crate) static CHATTERBOT: AssetSpec<'static> = AssetSpec {
+    name: "chatterbot",
+    requirement: "chatterbot-corpus==1.3.3",
+    kind: ArchiveKind::Sdist,
+    sha256: "615b5c4c605154f60ae51d03ed918ed92e9d32bc2b144b759bbc64ecdbe18481",
+    license: "BSD-3-Clause",
+    description: "ChatterBot English dialog corpus: 2,026 conversations (question/answer turns) in 21 YAML files by topic",
+    members: &[
+        chatterbot_member!("ai", "620a65787a56641db4a03e1419a7578e813967218cf6721e3ea4ef90844916aa"),
+        chatterbot_member!("botprofile", "1a694c5288f3f8f87d027d2f98dae71d02efa88e28853a6e5d27e6dbce907294"),
+        chatterbot_member!("coding", "1726a8900a82ee32dad559809564f9ae97df9c52f42a8f1fcde84b1d54b1d260"),
+        chatterbot_member!("computers", "a222c5a432efe4289e6c5edf1c3d99fd26c48df99db0ff893d1d5ab569f5b750"),
+        chatterbot_member!("conversations", "1cf105b5802f377b2dc145f741f7df85629c9ca27e450538165286a75b5e3416"),
+        chatterbot_member!("emotion", "510a018938c1880dd0f67e1ae458e26878c91a570daef5a84fb83713c89f0989"),
+        chatterbot_member!("food", "68eab2497721d03044d520b70c27d8a0d8ba8e505b3265fb3a1ff3e1a64c7124"),
+        chatterbot_member!("gossip", "d6f1b1613ed70821fc1c427bdd00395f58b77ff57d76fbe4ab8cb2038cf15c9b"),
+        chatterbot_member!("greetings", "0dd7eb8dcee8e2a38cd1a137bcfbd7f3eb732cddfa1bd396fac5a24b063a4d55"),
+        chatterbot_member!("health", "eb88edc5302d688ca096374c7e3f5b9d7cd821f053a17d80204c4acdc20ea4f5"),
+        chatterbot_member!("history", "0ff4beeb6ef9b641dc12e1039a149c6a03eb8f2e183702fad2b0997fcc1d63e3"),
+        chatterbot_member!("humor", "d2aa03a63f0e8e054589f642788afbc41b8c76f5d734c50901a9a63b359ea06b"),
+        chatterbot_member!("literature", "9361ff1478273d811259ca307a1e6be23a5e08e776a5bc5d9524fb13deb886f1"),
+        chatterbot_member!("money", "2911d9766625ff5c2feb3d784f2951b2ebd5e9658547efce7568d0282c49274b"),
+        chatterbot_member!("movies", "075ca9d91a527206c635c88bf0353323826a25a6f2057be1bc71888af389f842"),
+        chatterbot_member!("politics", "c436d5efedea6f715a8a811423a8edf396097771eb11e43b1f0a43a6aee7c2f0"),
+        chatterbot_member!("psychology", "5047c211d35f715af4fbc3398f111135e99d34afcd0905a661c40bdeb1413a58"),
+        chatterbot_member!("science", "3c259799bba36c67a1601fc264ec01ab051e9e63950734ce1ef644e022081fe7"),
+        chatterbot_member!("sports", "8d1bcc632cad4058e3b8490daa15dcd7c2a51790a7b9140b252600b794590403"),
+        chatterbot_member!("tech_support", "8a87cdf32579c8efdd9c5f3ef166ae9fb76dcf271b958f5e2265b9246b430655"),
+        chatterbot_member!("trivia", "3a9de77e6d82803d1ea3eba48cf6543c884908f4c4f50501fed69f88112994dc"),
+    ],
+};
+
+/// File name of the SQuAD dev JSON inside the `squad-dev` asset directory.
+pub(crate) const SQUAD_DEV_JSON: &str = "squaddev_v1.1.json";
+
+/// File name of the BIG-bench task JSON inside the `e2e-nlg` asset directory.
+pub(crate) const E2E_NLG_TASK: &str = "task.json";
+
+/// Directory of the English YAML files inside the `chatterbot` asset directory.
+pub(crate) const CHATTERBOT_ENGLISH: &str = "english";
+
 /// File name of the movie-review sentences inside the `sentiment` asset directory.
 pub(crate) const MOVIE_REVIEWS: &str = "movie_reviews.txt";
 
@@ -209,6 +322,24 @@ mod tests {
             "1_Pooling/config.json",
         ] {
             assert!(dests.contains(needed), "minilm lacks {needed}");
+        }
+    }
+
+    #[test]
+    fn the_bigbench_assets_share_one_archive() {
+        let (squad, e2e) = (Asset::SquadDev.spec(), Asset::E2eNlg.spec());
+        assert_eq!(
+            (squad.requirement, squad.kind, squad.sha256),
+            (e2e.requirement, e2e.kind, e2e.sha256)
+        );
+        let chatterbot = Asset::Chatterbot.spec();
+        assert_eq!(chatterbot.members.len(), 21);
+        for m in chatterbot.members {
+            let file = m.dest.strip_prefix("english/").unwrap();
+            assert!(
+                m.source[0].ends_with(&format!("/data/english/{file}")),
+                "{m:?}"
+            );
         }
     }
 

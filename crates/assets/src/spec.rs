@@ -91,12 +91,25 @@ pub enum Asset {
     SmolLm2,
     /// Human-scored sentiment snippets (movie reviews, tweets…) from vaderSentiment.
     Sentiment,
+    /// The SQuAD v1.1 dev set (extractive QA), from the BIG-bench source archive.
+    SquadDev,
+    /// The GEM E2E NLG data-to-text task, from the BIG-bench source archive.
+    E2eNlg,
+    /// The English ChatterBot dialog corpus (YAML conversations).
+    Chatterbot,
 }
 
 impl Asset {
     /// Every known asset, in a stable order.
     pub fn all() -> &'static [Asset] {
-        &[Asset::MiniLm, Asset::SmolLm2, Asset::Sentiment]
+        &[
+            Asset::MiniLm,
+            Asset::SmolLm2,
+            Asset::Sentiment,
+            Asset::SquadDev,
+            Asset::E2eNlg,
+            Asset::Chatterbot,
+        ]
     }
 
     /// The asset's name: its directory under the assets directory.
@@ -110,6 +123,9 @@ impl Asset {
             Asset::MiniLm => &catalog::MINILM,
             Asset::SmolLm2 => &catalog::SMOLLM2,
             Asset::Sentiment => &catalog::SENTIMENT,
+            Asset::SquadDev => &catalog::SQUAD_DEV,
+            Asset::E2eNlg => &catalog::E2E_NLG,
+            Asset::Chatterbot => &catalog::CHATTERBOT,
         }
     }
 }

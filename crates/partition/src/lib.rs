@@ -15,7 +15,9 @@ use std::fmt;
 pub mod paths;
 pub mod trainability;
 
-pub use paths::{NamedParameter, global_path, named_parameters};
+pub use paths::{
+    NamedParameter, SavedParameter, global_path, named_parameters, restore_parameters,
+};
 pub use trainability::{
     BlockSet, LoraSettings, Strategy, Trainability, TrainabilityError, default_lora_targets,
     merge_lora,

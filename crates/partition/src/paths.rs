@@ -1,8 +1,10 @@
 //! Parameter paths in the model's own numbering, so that a party's slice and the whole model
 //! name the same weight alike.
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
-use burn::tensor::Tensor;
+use std::collections::BTreeMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::tensor::{Tensor, TensorData};
 use splitlm_nn::SliceSpec;
 
 /// Rewrites a path local to a slice (`blocks.0.query.weight`, where block 0 is the slice's
@@ -74,6 +76,81 @@ pub fn named_parameters<M: Module>(module: &M, spec: &SliceSpec) -> Vec<NamedPar
     };
     module.visit(&mut collect);
     collect.found
+}
+
+/// A parameter's saved value, to put back with [`restore_parameters`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedParameter {
+    /// The id the parameter had (optimizer state is keyed by it).
+    pub id: ParamId,
+    /// Its shape.
+    pub dims: Vec<usize>,
+    /// Its values, row-major.
+    pub values: Vec<f32>,
+}
+
+/// Puts `saved` parameters (by global path) back into `module`, with their saved ids, keeping
+/// whether each trains. Every saved path must exist with the same shape; parameters not saved
+/// keep their values.
+pub fn restore_parameters<M: Module>(
+    module: M,
+    spec: &SliceSpec,
+    mut saved: BTreeMap<String, SavedParameter>,
+) -> Result<M, String> {
+    struct Restore<'a> {
+        spec: &'a SliceSpec,
+        path: Vec<String>,
+        saved: &'a mut BTreeMap<String, SavedParameter>,
+        errors: Vec<String>,
+    }
+    impl ModuleMapper for Restore<'_> {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_owned());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let path = global_path(&self.path.join("."), self.spec);
+            let Some(found) = self.saved.remove(&path) else {
+                return param;
+            };
+            let (_, value, mapper) = param.consume();
+            if found.dims != value.dims() {
+                self.errors.push(format!(
+                    "{path}: saved shape {:?}, the model's is {:?}",
+                    found.dims,
+                    value.dims()
+                ));
+                return Param::from_mapped_value(found.id, value, mapper);
+            }
+            let restored = Tensor::from_data(TensorData::new(found.values, found.dims), &value.device());
+            let restored = if value.is_require_grad() {
+                restored.require_grad()
+            } else {
+                restored
+            };
+            Param::from_mapped_value(found.id, restored, mapper)
+        }
+    }
+    let mut restore = Restore {
+        spec,
+        path: Vec::new(),
+        saved: &mut saved,
+        errors: Vec::new(),
+    };
+    let module = module.map(&mut restore);
+    let mut errors = restore.errors;
+    errors.extend(
+        saved
+            .keys()
+            .map(|path| format!("{path}: saved, but this slice has no such parameter")),
+    );
+    if errors.is_empty() {
+        Ok(module)
+    } else {
+        Err(errors.join("; "))
+    }
 }
 
 #[cfg(test)]

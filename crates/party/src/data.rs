@@ -1,8 +1,12 @@
 //! The data party: holds the text, the labels and the loss; runs the head (and, in
 //! Head–Body–Tail, the tail); never sends labels.
 
+mod generate;
+
+pub use generate::{ByteCount, SplitGeneration};
+
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, Int, Tensor};
 use splitlm_nn::{HeadOutput, Hidden, Labels, TokenBatch, TransformerSlice, loss};
 use splitlm_protocol::{
     Message, Mode, OutputKind, PROTOCOL_VERSION, Role, Traffic, Transport, WireDType,
@@ -191,6 +195,25 @@ impl DataParty {
         }
     }
 
+    /// Saves the trainable state of the head (`data-head.*`) and tail (`data-tail.*`) into
+    /// `dir` (see [`PartySlice::save_state`]).
+    pub fn save_state(&self, dir: &std::path::Path) -> Result<(), PartyError> {
+        self.head.save_state(dir, "data-head")?;
+        if let Some(tail) = &self.tail {
+            tail.save_state(dir, "data-tail")?;
+        }
+        Ok(())
+    }
+
+    /// Restores what [`DataParty::save_state`] saved.
+    pub fn restore_state(&mut self, dir: &std::path::Path) -> Result<(), PartyError> {
+        self.head.restore_state(dir, "data-head")?;
+        if let Some(tail) = &mut self.tail {
+            tail.restore_state(dir, "data-tail")?;
+        }
+        Ok(())
+    }
+
     /// Ends the session; returns the slices.
     pub fn finish(mut self) -> Result<(PartySlice, Option<PartySlice>), PartyError> {
         self.transport.send(&Message::End {
@@ -206,12 +229,23 @@ impl DataParty {
     }
 
     fn send_forward(&mut self, step: u64, mode: Mode, h1: &Hidden) -> Result<(), PartyError> {
+        self.send_forward_parts(step, mode, &h1.states, h1.attention_mask.clone(), &h1.positions)
+    }
+
+    fn send_forward_parts(
+        &mut self,
+        step: u64,
+        mode: Mode,
+        states: &Tensor<3>,
+        attention_mask: Tensor<2, Int>,
+        positions: &Tensor<2, Int>,
+    ) -> Result<(), PartyError> {
         self.transport.send(&Message::Forward {
             step,
             mode,
-            hidden: wire::float_frame(h1.states.clone(), self.wire_dtype)?,
-            attention_mask: wire::int_frame(h1.attention_mask.clone())?,
-            positions: wire::int_frame(h1.positions.clone())?,
+            hidden: wire::float_frame(states.clone(), self.wire_dtype)?,
+            attention_mask: wire::int_frame(attention_mask)?,
+            positions: wire::int_frame(positions.clone())?,
         })?;
         Ok(())
     }

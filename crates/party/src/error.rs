@@ -46,9 +46,24 @@ pub enum PartyError {
     /// A received tensor has the wrong rank or shape, or non-finite values.
     #[error("bad tensor: {0}")]
     BadTensor(String),
+    /// Saving or restoring a party's state failed.
+    #[error("party state {}: {detail}", path.display())]
+    State {
+        /// The file concerned.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
 }
 
 impl PartyError {
+    pub(crate) fn state(path: &std::path::Path, detail: impl Into<String>) -> Self {
+        PartyError::State {
+            path: path.to_path_buf(),
+            detail: detail.into(),
+        }
+    }
+
     /// The code sent to the peer in a [`splitlm_protocol::Message::Error`].
     pub fn code(&self) -> u16 {
         match self {
@@ -58,6 +73,7 @@ impl PartyError {
             PartyError::Peer { .. } => 4,
             PartyError::Unexpected { .. } | PartyError::StepMismatch { .. } => 5,
             PartyError::BadTensor(_) => 6,
+            PartyError::State { .. } => 7,
         }
     }
 }

@@ -26,9 +26,10 @@ mod error;
 mod model;
 pub mod optim;
 mod slice;
+pub mod state;
 pub mod wire;
 
-pub use data::{DataParty, TrainStep};
+pub use data::{ByteCount, DataParty, SplitGeneration, TrainStep};
 pub use error::PartyError;
 pub use model::{ModelParty, SessionReport};
 pub use optim::{LrSchedule, OptimizerConfig, OptimizerKind};

@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::module::Module;
-use burn::tensor::Device;
-use splitlm_nn::{Hidden, TransformerSlice};
+use burn::tensor::{Device, Int, Tensor};
+use splitlm_nn::{HeadOutput, Hidden, KvCache, ModelError, TransformerSlice};
 use splitlm_protocol::{Message, Mode, PROTOCOL_VERSION, Role, Traffic, Transport, WireDType};
 
 use crate::data::{check_step, unexpected};
@@ -21,8 +21,10 @@ pub struct SessionReport {
     pub party_id: String,
     /// Training steps served.
     pub train_steps: u64,
-    /// Evaluation/inference steps served.
+    /// Evaluation steps served.
     pub eval_steps: u64,
+    /// Generation steps served (prompts and single positions).
+    pub decode_steps: u64,
     /// Bytes and messages moved, seen from the model party.
     pub traffic: Traffic,
 }
@@ -65,6 +67,17 @@ impl ModelParty {
     /// Runs `f` on the slice as it stands (between steps).
     pub fn with_slice<R>(&self, f: impl FnOnce(&PartySlice) -> R) -> R {
         f(&self.lock().slice)
+    }
+
+    /// Saves the slice's trainable state into `dir` (see [`PartySlice::save_state`]); taken
+    /// between steps.
+    pub fn save_state(&self, dir: &std::path::Path, name: &str) -> Result<(), PartyError> {
+        self.lock().slice.save_state(dir, name)
+    }
+
+    /// Restores a state saved by [`ModelParty::save_state`].
+    pub fn restore_state(&self, dir: &std::path::Path, name: &str) -> Result<(), PartyError> {
+        self.lock().slice.restore_state(dir, name)
     }
 
     /// Serves one session on another thread.
@@ -114,8 +127,10 @@ impl ModelParty {
             party_id,
             train_steps: 0,
             eval_steps: 0,
+            decode_steps: 0,
             traffic: Traffic::default(),
         };
+        let mut decoding = None;
         loop {
             match recv_expected(transport)? {
                 Message::Forward {
@@ -125,21 +140,33 @@ impl ModelParty {
                     attention_mask,
                     positions,
                 } => {
+                    // Only training builds an autodiff graph.
+                    let device = match mode {
+                        Mode::Train => self.device.clone(),
+                        _ => self.device.clone().inner(),
+                    };
                     let hidden = Hidden {
-                        states: wire::float_tensor::<3>(&hidden, &self.device, "hidden states")?,
+                        states: wire::float_tensor::<3>(&hidden, &device, "hidden states")?,
                         attention_mask: wire::int_tensor::<2>(
                             &attention_mask,
-                            &self.device,
+                            &device,
                             "the attention mask",
                         )?,
-                        positions: wire::int_tensor::<2>(&positions, &self.device, "positions")?,
+                        positions: wire::int_tensor::<2>(&positions, &device, "positions")?,
                     };
-                    if mode == Mode::Train {
-                        self.train_step(transport, step, hidden)?;
-                        report.train_steps += 1;
-                    } else {
-                        self.eval_step(transport, step, hidden)?;
-                        report.eval_steps += 1;
+                    match mode {
+                        Mode::Train => {
+                            self.train_step(transport, step, hidden)?;
+                            report.train_steps += 1;
+                        }
+                        Mode::Eval => {
+                            self.eval_step(transport, step, hidden)?;
+                            report.eval_steps += 1;
+                        }
+                        Mode::Prefill | Mode::Infer => {
+                            self.decode_step(transport, step, mode, hidden, &mut decoding)?;
+                            report.decode_steps += 1;
+                        }
                     }
                 }
                 Message::End { .. } => break,
@@ -194,13 +221,70 @@ impl ModelParty {
         hidden: Hidden,
     ) -> Result<(), PartyError> {
         let model = self.lock().slice.model().valid();
-        let inner = self.device.clone().inner();
-        let hidden = Hidden {
-            states: hidden.states.to_device(&inner),
-            attention_mask: hidden.attention_mask.to_device(&inner),
-            positions: hidden.positions.to_device(&inner),
-        };
         let (kind, packed) = wire::pack_output(forward(&model, hidden)?);
+        transport.send(&Message::Output {
+            step,
+            kind,
+            tensors: vec![wire::wire_view(packed, kind).into_frame(self.wire_dtype)?],
+        })?;
+        Ok(())
+    }
+
+    /// One generation step: a prompt ([`Mode::Prefill`], which starts a new cache) or the
+    /// positions after it ([`Mode::Infer`]), whose mask covers only the new positions.
+    fn decode_step(
+        &self,
+        transport: &mut dyn Transport,
+        step: u64,
+        mode: Mode,
+        hidden: Hidden,
+        decoding: &mut Option<Decoding>,
+    ) -> Result<(), PartyError> {
+        let model = self.lock().slice.model().valid();
+        if !model.is_causal() {
+            return Err(ModelError::Input("generation needs a causal model".into()).into());
+        }
+        let [b, s, _] = hidden.states.dims();
+        expect_shape(
+            &hidden.attention_mask.dims(),
+            &[b, s],
+            "the attention mask of a generation step",
+        )?;
+        // Taken out, so a failed step leaves no half-updated cache behind.
+        let mut state = match (mode, decoding.take()) {
+            (Mode::Prefill, _) => Decoding {
+                cache: model.new_cache(),
+                mask: hidden.attention_mask.clone(),
+            },
+            (_, Some(state)) if state.mask.dims()[0] == b => Decoding {
+                mask: Tensor::cat(vec![state.mask, hidden.attention_mask.clone()], 1),
+                cache: state.cache,
+            },
+            (_, Some(state)) => {
+                return Err(PartyError::BadTensor(format!(
+                    "a generation step of batch {b} continues a sequence of batch {}",
+                    state.mask.dims()[0]
+                )));
+            }
+            (_, None) => {
+                return Err(PartyError::Unexpected {
+                    expected: "a Prefill step before Infer steps",
+                    found: "Infer",
+                });
+            }
+        };
+        let hidden = Hidden {
+            attention_mask: state.mask.clone(),
+            ..hidden
+        };
+        let hidden = model.forward_blocks(hidden, Some(&mut state.cache))?;
+        let output = if model.spec().top {
+            model.forward_top(hidden.last_position())?
+        } else {
+            HeadOutput::Hidden(hidden.states)
+        };
+        *decoding = Some(state);
+        let (kind, packed) = wire::pack_output(output);
         transport.send(&Message::Output {
             step,
             kind,
@@ -216,6 +300,12 @@ impl ModelParty {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// A session's generation state: its slice's KV cache and the attention mask so far.
+struct Decoding {
+    cache: KvCache,
+    mask: Tensor<2, Int>,
 }
 
 /// The model party's slice on `hidden`: blocks, then the top if it holds it.

@@ -104,6 +104,26 @@ impl PartySlice {
         self.recorded.as_deref()
     }
 
+    pub(crate) fn optimizer(&self) -> Option<&ModuleOptimizer> {
+        self.optimizer.as_ref()
+    }
+
+    pub(crate) fn config(&self) -> &OptimizerConfig {
+        &self.config
+    }
+
+    /// Replaces model, optimizer and step count (a restored state).
+    pub(crate) fn replace_state(
+        &mut self,
+        model: AnyModel,
+        optimizer: Option<ModuleOptimizer>,
+        steps_taken: usize,
+    ) {
+        self.model = model;
+        self.optimizer = optimizer;
+        self.steps_taken = steps_taken;
+    }
+
     /// One optimizer step with the gradients of a backward pass through this slice.
     pub fn apply_gradients(&mut self, grads: Gradients) {
         let lr = self.current_lr();

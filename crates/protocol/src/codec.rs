@@ -18,7 +18,7 @@ use crate::message::{Message, Mode, OutputKind, Role};
 /// The four bytes every message starts with.
 pub const MAGIC: [u8; 4] = *b"SPLM";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Length of the envelope header: magic, version, tag, body length.
 pub const HEADER_LEN: usize = 4 + 2 + 1 + 8;
 const MAX_TAG: u8 = 7;

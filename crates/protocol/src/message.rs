@@ -22,8 +22,13 @@ pub enum Mode {
     Train = 0,
     /// Evaluation: no gradient follows.
     Eval = 1,
-    /// Inference (generation): no gradient follows.
+    /// Generation, continuing the cached sequence: `hidden`, `attention_mask` and `positions`
+    /// cover only the new positions; the model party appends them to its KV cache and mask.
+    /// No gradient follows, and an LM head's output holds only the last position.
     Infer = 2,
+    /// Generation of a new prompt: like [`Mode::Infer`], after the model party drops the
+    /// session's KV cache.
+    Prefill = 3,
 }
 
 /// What the tensors of a [`Message::Output`] hold.
@@ -59,7 +64,11 @@ macro_rules! wire_enum {
     };
 }
 wire_enum!(Role, "role", [Role::DataParty, Role::ModelParty]);
-wire_enum!(Mode, "mode", [Mode::Train, Mode::Eval, Mode::Infer]);
+wire_enum!(
+    Mode,
+    "mode",
+    [Mode::Train, Mode::Eval, Mode::Infer, Mode::Prefill]
+);
 wire_enum!(
     OutputKind,
     "output kind",

@@ -21,6 +21,17 @@ pub enum TaskError {
         /// What is wrong.
         reason: String,
     },
+    /// A record of a dataset file is inconsistent: found by its id or position rather than by
+    /// a line (a question of a SQuAD file, an element of a JSON array, a field of a file).
+    #[error("{path}, {record}: {reason}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// Which record, in words: `question "56be4db0acb8001400a502ec"`, `record 3`.
+        record: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A tokenizer failed or is missing.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

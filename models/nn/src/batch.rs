@@ -100,6 +100,16 @@ impl Hidden {
         Self { states, ..self }
     }
 
+    /// Only the last position (what an LM head needs to pick the next token).
+    pub fn last_position(self) -> Self {
+        let [_, seq, _] = self.states.dims();
+        Self {
+            states: self.states.narrow(1, seq - 1, 1),
+            positions: self.positions.narrow(1, seq - 1, 1),
+            attention_mask: self.attention_mask,
+        }
+    }
+
     /// Checks that mask and positions agree with the states' shape.
     pub fn validate(&self, hidden_size: usize) -> Result<(), ModelError> {
         let [b, s, d] = self.states.dims();

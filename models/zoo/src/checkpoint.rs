@@ -125,6 +125,34 @@ impl Checkpoint {
         }
     }
 
+    /// The checkpoint's tokenizer (`tokenizer.json` beside the weights, or the one stored in a
+    /// GGUF file's metadata), with padding and truncation turned off: batching decides those.
+    pub fn tokenizer(&self) -> Result<tokenizers::Tokenizer, ModelError> {
+        let mut tokenizer = match self {
+            Checkpoint::LlamaGguf(g) => splitlm_checkpoint::tokenizer_from_gguf(g.file())?,
+            Checkpoint::Bert(_, w) | Checkpoint::Gpt2(_, w) | Checkpoint::Llama(_, w) => {
+                let dir = w
+                    .files()
+                    .first()
+                    .and_then(|f| f.parent())
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
+                let path = dir.join("tokenizer.json");
+                tokenizers::Tokenizer::from_file(&path).map_err(|e| {
+                    splitlm_checkpoint::CheckpointError::Tokenizer {
+                        path: path.clone(),
+                        detail: e.to_string(),
+                    }
+                })?
+            }
+        };
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| ModelError::Input(format!("turning truncation off: {e}")))?;
+        Ok(tokenizer)
+    }
+
     /// Builds the slice `spec` with the head of `task` on `device`, reading only its tensors.
     pub fn load(
         &self,

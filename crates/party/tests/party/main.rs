@@ -4,5 +4,7 @@
 mod common;
 mod cross_backend;
 mod equivalence;
+mod generation;
 mod lora;
 mod sessions;
+mod state;

@@ -33,7 +33,12 @@ pub fn frame() -> impl Strategy<Value = TensorFrame> {
 /// Any message variant with valid contents.
 pub fn message() -> impl Strategy<Value = Message> {
     let role = prop_oneof![Just(Role::DataParty), Just(Role::ModelParty)];
-    let mode = prop_oneof![Just(Mode::Train), Just(Mode::Eval), Just(Mode::Infer)];
+    let mode = prop_oneof![
+        Just(Mode::Train),
+        Just(Mode::Eval),
+        Just(Mode::Infer),
+        Just(Mode::Prefill)
+    ];
     let kind = prop_oneof![
         Just(OutputKind::Hidden),
         Just(OutputKind::LmLogits),

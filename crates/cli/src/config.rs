@@ -1,0 +1,558 @@
+//! The typed run configuration, read from TOML with the `config` crate: unknown keys are
+//! refused with their name, and every value is checked before anything runs.
+
+use std::path::{Path, PathBuf};
+
+use splitlm_device::DeviceSpec;
+use splitlm_nn::generate::Sampling;
+use splitlm_partition::{Partition, Trainability};
+use splitlm_party::{OptimizerConfig, PartyOptions};
+use splitlm_tasks::glue::GlueTask;
+use splitlm_tasks::train::FitConfig;
+
+/// A whole run: which model, how it is cut and trained, on what, and where results go.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// A name for the records (defaults to the file's stem).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The model.
+    pub model: ModelConfig,
+    /// The cut and where each party runs.
+    #[serde(default)]
+    pub split: SplitConfig,
+    /// What trains, on every slice.
+    #[serde(default)]
+    pub finetune: Trainability,
+    /// Each party's optimizer.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// The task and its data.
+    pub task: TaskConfig,
+    /// The training loop.
+    #[serde(default)]
+    pub train: FitConfig,
+    /// Decoding, for generation tasks and `splitlm generate`.
+    #[serde(default)]
+    pub generate: Sampling,
+    /// Where results go.
+    #[serde(default)]
+    pub output: OutputConfig,
+}
+
+/// The model to load.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A demo asset (`minilm`, `smollm2`), a Hugging Face model directory or a `.gguf` file.
+    pub source: String,
+}
+
+/// The cut and the devices.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SplitConfig {
+    /// Head–Tail or Head–Body–Tail; absent trains the whole model in one place (the unsplit
+    /// baseline).
+    pub partition: Option<Partition>,
+    /// The data party's device: `cpu`, `flex`, `wgpu[:N]`, `cuda[:N]`.
+    pub data_device: String,
+    /// The model party's device (default: the data party's).
+    pub model_device: Option<String>,
+    /// The data party's session settings (wire dtype).
+    pub data_party: PartyOptions,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        Self {
+            partition: None,
+            data_device: "cpu".into(),
+            model_device: None,
+            data_party: PartyOptions::default(),
+        }
+    }
+}
+
+impl SplitConfig {
+    /// The data party's device.
+    pub fn data_device(&self) -> Result<DeviceSpec, ConfigError> {
+        parse_device("split.data_device", &self.data_device)
+    }
+
+    /// The model party's device.
+    pub fn model_device(&self) -> Result<DeviceSpec, ConfigError> {
+        match &self.model_device {
+            Some(d) => parse_device("split.model_device", d),
+            None => self.data_device(),
+        }
+    }
+}
+
+fn parse_device(key: &str, value: &str) -> Result<DeviceSpec, ConfigError> {
+    value
+        .parse()
+        .map_err(|e| ConfigError::invalid(key, format!("\"{value}\": {e}")))
+}
+
+/// The task and its dataset.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TaskConfig {
+    /// Binary sentiment of movie-review sentences (the `sentiment` asset).
+    Sentiment {
+        /// Longest input in tokens.
+        #[serde(default = "defaults::max_len_classification")]
+        max_len: usize,
+        /// Training sentences used (0: all 9,511).
+        #[serde(default)]
+        train_examples: usize,
+        /// Held-out sentences evaluated (0: all 1,057).
+        #[serde(default)]
+        eval_examples: usize,
+    },
+    /// A GLUE task from its TSV files.
+    Glue {
+        /// Which task.
+        task: GlueTask,
+        /// The training TSV.
+        train: PathBuf,
+        /// The evaluation TSV (the public dev set).
+        dev: PathBuf,
+        /// Longest input in tokens.
+        #[serde(default = "defaults::max_len_classification")]
+        max_len: usize,
+        /// Training examples used (0: all).
+        #[serde(default)]
+        train_examples: usize,
+        /// Evaluation examples used (0: all).
+        #[serde(default)]
+        eval_examples: usize,
+    },
+    /// Extractive span QA on SQuAD v1.1 JSON (by default the `squad-dev` asset, split by
+    /// article into training and held-out questions).
+    Squad {
+        /// A SQuAD v1.1 JSON file (default: the SQuAD dev set asset).
+        #[serde(default)]
+        path: Option<PathBuf>,
+        /// Tokens per window (question + context part).
+        #[serde(default = "defaults::max_len_qa")]
+        max_len: usize,
+        /// Overlap of consecutive context windows, in tokens.
+        #[serde(default = "defaults::doc_stride")]
+        doc_stride: usize,
+        /// Fraction of the articles held out.
+        #[serde(default = "defaults::held_out_fraction")]
+        held_out_fraction: f64,
+        /// Training questions used (0: all).
+        #[serde(default)]
+        train_examples: usize,
+        /// Held-out questions evaluated (0: all).
+        #[serde(default = "defaults::eval_examples_generation")]
+        eval_examples: usize,
+    },
+    /// Chat answers from the chatterbot corpus (the `chatterbot` asset): question → answer.
+    Chatterbot {
+        /// Longest prompt + response in tokens.
+        #[serde(default = "defaults::max_len_generation")]
+        max_len: usize,
+        /// Pairs held out for evaluation (generated and scored with ROUGE).
+        #[serde(default = "defaults::eval_examples_generation")]
+        eval_examples: usize,
+        /// Training pairs used (0: all the others).
+        #[serde(default)]
+        train_examples: usize,
+    },
+    /// Instruction following from Alpaca / CodeAlpaca JSON or Dolly JSONL, scored with ROUGE
+    /// (ROUGE-2 recall is the reference's Alpaca/Dolly metric).
+    Instruction {
+        /// The file's format.
+        format: InstructionFormat,
+        /// The file.
+        path: PathBuf,
+        /// Longest prompt + response in tokens.
+        #[serde(default = "defaults::max_len_instruction")]
+        max_len: usize,
+        /// Records held out for evaluation.
+        #[serde(default = "defaults::eval_examples_generation")]
+        eval_examples: usize,
+        /// Training records used (0: all the others).
+        #[serde(default)]
+        train_examples: usize,
+    },
+    /// Math word problems (GSM8K JSONL or a MATH directory), scored by final-answer accuracy.
+    Math {
+        /// The dataset's format.
+        format: MathFormat,
+        /// The JSONL file (GSM8K) or directory of problem files (MATH).
+        path: PathBuf,
+        /// Longest prompt + response in tokens.
+        #[serde(default = "defaults::max_len_instruction")]
+        max_len: usize,
+        /// Problems held out for evaluation.
+        #[serde(default = "defaults::eval_examples_generation")]
+        eval_examples: usize,
+        /// Training problems used (0: all the others).
+        #[serde(default)]
+        train_examples: usize,
+    },
+    /// Next-word prediction on Lambada passages (plain text, one per line), scored by the
+    /// accuracy of the first generated word.
+    Lambada {
+        /// The text file.
+        path: PathBuf,
+        /// Longest passage in tokens.
+        #[serde(default = "defaults::max_len_instruction")]
+        max_len: usize,
+        /// Passages held out for evaluation.
+        #[serde(default = "defaults::eval_examples_generation")]
+        eval_examples: usize,
+        /// Training passages used (0: all the others).
+        #[serde(default)]
+        train_examples: usize,
+    },
+    /// Data-to-text (E2E NLG, the `e2e-nlg` asset): meaning representation → description.
+    E2e {
+        /// Longest prompt + response in tokens.
+        #[serde(default = "defaults::max_len_generation")]
+        max_len: usize,
+        /// Records held out for evaluation.
+        #[serde(default = "defaults::eval_examples_generation")]
+        eval_examples: usize,
+        /// Training records used (0: all the others).
+        #[serde(default)]
+        train_examples: usize,
+    },
+}
+
+/// Instruction file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstructionFormat {
+    /// Stanford Alpaca JSON.
+    Alpaca,
+    /// CodeAlpaca JSON (Alpaca's layout).
+    CodeAlpaca,
+    /// Databricks Dolly JSONL.
+    Dolly,
+}
+
+/// Math dataset formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MathFormat {
+    /// GSM8K JSONL.
+    Gsm8k,
+    /// Hendrycks MATH directory.
+    Math,
+}
+
+mod defaults {
+    pub fn max_len_instruction() -> usize {
+        256
+    }
+    pub fn max_len_classification() -> usize {
+        64
+    }
+    pub fn max_len_generation() -> usize {
+        96
+    }
+    pub fn eval_examples_generation() -> usize {
+        20
+    }
+    pub fn max_len_qa() -> usize {
+        192
+    }
+    pub fn doc_stride() -> usize {
+        64
+    }
+    pub fn held_out_fraction() -> f64 {
+        0.2
+    }
+}
+
+impl TaskConfig {
+    /// The task's name in records.
+    pub fn name(&self) -> String {
+        match self {
+            TaskConfig::Sentiment { .. } => "sentiment".into(),
+            TaskConfig::Glue { task, .. } => format!(
+                "glue-{}",
+                serde_json::to_value(task)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+            TaskConfig::Squad { .. } => "squad".into(),
+            TaskConfig::Instruction { format, .. } => format!("{format:?}").to_lowercase(),
+            TaskConfig::Math { format, .. } => format!("{format:?}").to_lowercase(),
+            TaskConfig::Lambada { .. } => "lambada".into(),
+            TaskConfig::Chatterbot { .. } => "chatterbot".into(),
+            TaskConfig::E2e { .. } => "e2e".into(),
+        }
+    }
+
+    /// Whether the task generates text (a causal LM is needed).
+    pub fn is_generation(&self) -> bool {
+        matches!(
+            self,
+            TaskConfig::Chatterbot { .. }
+                | TaskConfig::E2e { .. }
+                | TaskConfig::Instruction { .. }
+                | TaskConfig::Math { .. }
+                | TaskConfig::Lambada { .. }
+        )
+    }
+
+    fn max_len(&self) -> usize {
+        match self {
+            TaskConfig::Sentiment { max_len, .. }
+            | TaskConfig::Glue { max_len, .. }
+            | TaskConfig::Squad { max_len, .. }
+            | TaskConfig::Instruction { max_len, .. }
+            | TaskConfig::Math { max_len, .. }
+            | TaskConfig::Lambada { max_len, .. }
+            | TaskConfig::Chatterbot { max_len, .. }
+            | TaskConfig::E2e { max_len, .. } => *max_len,
+        }
+    }
+}
+
+/// Where results go.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// JSON-lines file every run appends one record to.
+    pub records: PathBuf,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            records: PathBuf::from("splitlm-runs.jsonl"),
+        }
+    }
+}
+
+/// A configuration that cannot be read or does not make sense.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is unreadable, not TOML, or has unknown or mistyped keys.
+    #[error("{origin}: {detail}")]
+    Read {
+        /// The file (or override) concerned.
+        origin: String,
+        /// What the reader said, with the key.
+        detail: String,
+    },
+    /// A value is out of range.
+    #[error("{key}: {detail}")]
+    Invalid {
+        /// The key, dotted (`train.batch_size`).
+        key: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, detail: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl RunConfig {
+    /// Reads a TOML file, applies `overrides` (`key=value`, e.g. `train.epochs=2`) and
+    /// validates the result.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let origin = path.display().to_string();
+        if !path.is_file() {
+            return Err(ConfigError::Read {
+                origin,
+                detail: "no such file".into(),
+            });
+        }
+        let source = config::File::from(path).format(config::FileFormat::Toml);
+        let mut config = Self::build(config::Config::builder().add_source(source), overrides, &origin)?;
+        if config.name.is_none() {
+            config.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        }
+        Ok(config)
+    }
+
+    /// Reads TOML text (an example's built-in configuration), with `overrides`.
+    pub fn from_toml(text: &str, overrides: &[String]) -> Result<Self, ConfigError> {
+        let source = config::File::from_str(text, config::FileFormat::Toml);
+        Self::build(
+            config::Config::builder().add_source(source),
+            overrides,
+            "built-in configuration",
+        )
+    }
+
+    fn build(
+        mut builder: config::ConfigBuilder<config::builder::DefaultState>,
+        overrides: &[String],
+        origin: &str,
+    ) -> Result<Self, ConfigError> {
+        for item in overrides {
+            let (key, value) = item.split_once('=').ok_or_else(|| ConfigError::Read {
+                origin: format!("override \"{item}\""),
+                detail: "expected key=value".into(),
+            })?;
+            builder = builder
+                .set_override(key.trim(), parse_override(value.trim()))
+                .map_err(|e| ConfigError::Read {
+                    origin: format!("override \"{item}\""),
+                    detail: e.to_string(),
+                })?;
+        }
+        let config: RunConfig = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Read {
+                origin: origin.into(),
+                detail: e.to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value that serde's types do not already constrain.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.split.data_device()?;
+        self.split.model_device()?;
+        self.optimizer
+            .validate()
+            .map_err(|e| ConfigError::invalid("optimizer", e.to_string()))?;
+        self.train
+            .validate()
+            .map_err(|e| ConfigError::invalid("train", e.to_string()))?;
+        self.generate
+            .validate()
+            .map_err(|e| ConfigError::invalid("generate", e.to_string()))?;
+        if self.task.max_len() < 8 {
+            return Err(ConfigError::invalid(
+                "task.max_len",
+                format!("{} is too short (at least 8)", self.task.max_len()),
+            ));
+        }
+        if let TaskConfig::Squad {
+            held_out_fraction, ..
+        } = &self.task
+            && !(*held_out_fraction > 0.0 && *held_out_fraction < 1.0)
+        {
+            return Err(ConfigError::invalid(
+                "task.held_out_fraction",
+                format!("{held_out_fraction} is not in (0, 1)"),
+            ));
+        }
+        if self.model.source.trim().is_empty() {
+            return Err(ConfigError::invalid("model.source", "is empty"));
+        }
+        Ok(())
+    }
+
+    /// The run's name for records.
+    pub fn run_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.task.name())
+    }
+}
+
+/// Command-line override values: numbers and booleans as such, everything else as text.
+fn parse_override(value: &str) -> config::Value {
+    if let Ok(i) = value.parse::<i64>() {
+        return i.into();
+    }
+    if let Ok(f) = value.parse::<f64>() {
+        return f.into();
+    }
+    match value {
+        "true" => true.into(),
+        "false" => false.into(),
+        _ => value.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [model]
+        source = "minilm"
+        [task]
+        kind = "sentiment"
+    "#;
+
+    #[test]
+    fn a_minimal_config_gets_defaults() {
+        let c = RunConfig::from_toml(MINIMAL, &[]).unwrap();
+        assert_eq!(c.split.partition, None);
+        assert_eq!(c.train.batch_size, 16);
+        assert!(matches!(c.task, TaskConfig::Sentiment { max_len: 64, .. }));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let text = format!("{MINIMAL}\n[train]\nepochz = 2\n");
+        let err = RunConfig::from_toml(&text, &[]).unwrap_err().to_string();
+        assert!(err.contains("epochz"), "{err}");
+        let text = MINIMAL.replace("kind = \"sentiment\"", "kind = \"sentiment\"\nmax_lne = 3");
+        let err = RunConfig::from_toml(&text, &[]).unwrap_err().to_string();
+        assert!(err.contains("max_lne"), "{err}");
+        let err = RunConfig::from_toml(&format!("{MINIMAL}\n[modle]\nx = 1\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("modle"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let check = |overrides: &[&str], needle: &str| {
+            let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+            let err = RunConfig::from_toml(MINIMAL, &overrides)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{overrides:?}: {err}");
+        };
+        check(&["train.batch_size=0"], "batch_size");
+        check(&["optimizer.lr=-1"], "optimizer");
+        check(&["split.data_device=tpu"], "split.data_device");
+        check(&["generate.top_p=2"], "top_p");
+        check(&["task.max_len=2"], "task.max_len");
+        check(&["train.resume=true"], "checkpoint_dir");
+        check(&["nonsense"], "key=value");
+        check(&["task.kind=poetry"], "poetry");
+    }
+
+    #[test]
+    fn overrides_and_partitions_parse() {
+        let text = format!(
+            "{MINIMAL}\n[split]\npartition = {{ kind = \"head_body_tail\", n_head = 2, n_tail = 2 }}\n"
+        );
+        let c = RunConfig::from_toml(&text, &["train.epochs=3".into(), "split.model_device=cpu".into()])
+            .unwrap();
+        assert_eq!(c.train.epochs, 3);
+        assert_eq!(c.split.partition, Some(Partition::head_body_tail(2, 2)));
+        assert_eq!(c.split.model_device.as_deref(), Some("cpu"));
+    }
+
+    #[test]
+    fn the_shipped_configs_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 2, "configs/ holds the example configurations");
+    }
+}

@@ -1,0 +1,126 @@
+//! `splitlm`: split fine-tuning, evaluation and generation from a TOML configuration.
+//!
+//! ```text
+//! splitlm train configs/sentiment.toml
+//! splitlm train configs/sentiment.toml --set split.model_device=wgpu --set train.epochs=2
+//! splitlm eval configs/sentiment.toml --checkpoint runs/sentiment
+//! splitlm generate configs/smollm2-chat.toml "What is the capital of France?"
+//! splitlm assets
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use splitlm_assets::Asset;
+use splitlm_cli::RunConfig;
+use splitlm_cli::jobs;
+
+#[derive(Parser)]
+#[command(name = "splitlm", version, about = "Split learning for large language models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// The run's TOML configuration (see configs/).
+    config: PathBuf,
+    /// Overrides a configuration value, e.g. `--set train.epochs=2` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// No progress bar or intermediate lines, only the final table.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fine-tune the configured model on the configured task.
+    Train(ConfigArgs),
+    /// Score the configured model (or a saved checkpoint) on the task's held-out set.
+    Eval {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// A checkpoint directory, or a checkpoint root (its latest is used).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Generate answers through the split model.
+    Generate {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// The prompts (a chat template is applied when the tokenizer has one).
+        #[arg(required = true)]
+        prompts: Vec<String>,
+        /// Send the prompts as written, without the chat template.
+        #[arg(long)]
+        raw: bool,
+        /// Also generate with the whole model and report whether the tokens agree.
+        #[arg(long)]
+        compare_unsplit: bool,
+        /// A checkpoint directory, or a checkpoint root, to restore trained state from.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Fetch the demo assets (models and datasets) into the cache.
+    Assets {
+        /// Only these assets (default: all).
+        names: Vec<Asset>,
+    },
+}
+
+fn load(args: &ConfigArgs) -> anyhow::Result<RunConfig> {
+    Ok(RunConfig::load(&args.config, &args.overrides)?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let outcome = match cli.command {
+        Command::Train(args) => jobs::train(&load(&args)?, args.quiet)?,
+        Command::Eval { args, checkpoint } => jobs::evaluate(&load(&args)?, checkpoint.as_deref())?,
+        Command::Generate {
+            args,
+            prompts,
+            raw,
+            compare_unsplit,
+            checkpoint,
+        } => jobs::generate(
+            &load(&args)?,
+            &prompts,
+            raw,
+            compare_unsplit,
+            checkpoint.as_deref(),
+        )?,
+        Command::Assets { names } => {
+            let names = if names.is_empty() {
+                Asset::all().to_vec()
+            } else {
+                names
+            };
+            let mut failed = false;
+            splitlm_assets::ensure_all(&names, |asset, result| match result {
+                Ok(path) => println!("{asset:<12} {}", path.display()),
+                Err(e) => {
+                    failed = true;
+                    eprintln!("{asset:<12} failed: {e}");
+                }
+            });
+            anyhow::ensure!(!failed, "some assets could not be fetched");
+            return Ok(());
+        }
+    };
+    print!("{}", outcome.table.render());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

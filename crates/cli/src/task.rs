@@ -1,0 +1,582 @@
+//! A configured task's data, ready to train on and to score: labelled texts for classifiers,
+//! prompt/response pairs for generation.
+
+use anyhow::{Context, Result};
+use splitlm_assets::Asset;
+use splitlm_nn::TaskHead;
+use splitlm_nn::batch::PaddingSide;
+use splitlm_nn::generate::Sampling;
+use splitlm_tasks::dataset::{Example, Target, train_test_split};
+use splitlm_tasks::lm::{LmEncoder, PromptPairs};
+use splitlm_tasks::formats;
+use splitlm_tasks::prompt::{PromptPair, alpaca_pair, chatml_pair};
+use splitlm_tasks::formats::{SquadQuestion, read_squad_json};
+use splitlm_tasks::span_qa::{
+    QaEncoder, QaFeature, QaFeatures, SpanDecoding, decode_answers, span_logits,
+};
+use splitlm_tasks::text_metrics::{RougeScores, final_answer_accuracy, rouge, squad_evaluate};
+use splitlm_tasks::train::{LabelledTexts, Learner, TrainingSet, evaluate_classification};
+use splitlm_tasks::{Encoder, metrics, sentiment};
+
+use crate::config::{InstructionFormat, MathFormat, TaskConfig};
+use crate::session::Model;
+
+/// Held-out scores: named values and the one that early stopping and MP use.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Scores {
+    /// The main metric's name.
+    pub metric: &'static str,
+    /// Its value (higher is better).
+    pub value: f64,
+    /// Every score, by name.
+    pub all: Vec<(&'static str, f64)>,
+    /// Examples scored.
+    pub examples: usize,
+    /// A few generated texts (generation tasks), with their references.
+    pub samples: Vec<(String, String)>,
+}
+
+/// How generated answers are scored against references.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextMetric {
+    /// ROUGE-1/2/L; the main score is ROUGE-L F1.
+    Rouge,
+    /// ROUGE-1/2/L; the main score is ROUGE-2 recall (the reference's Alpaca/Dolly metric).
+    Rouge2Recall,
+    /// Final-answer accuracy ("The answer is …", a boxed expression, or the last number).
+    FinalAnswer,
+    /// Whether the first generated word is the reference word.
+    NextWord,
+}
+
+/// A task's data.
+pub enum TaskData {
+    /// Classification or regression.
+    Labelled {
+        /// Tokenizes.
+        encoder: Encoder,
+        /// Training examples.
+        train: Vec<Example>,
+        /// Held-out examples.
+        eval: Vec<Example>,
+        /// Classes (1: regression).
+        num_labels: usize,
+    },
+    /// Extractive span QA.
+    Spans {
+        /// Cuts questions into windows.
+        encoder: QaEncoder,
+        /// Training windows.
+        train: Vec<QaFeature>,
+        /// Held-out questions.
+        eval: Vec<SquadQuestion>,
+        /// Their windows.
+        eval_features: Vec<QaFeature>,
+    },
+    /// Prompt → response generation.
+    Generation {
+        /// Tokenizes.
+        encoder: LmEncoder,
+        /// Training pairs.
+        train: Vec<PromptPair>,
+        /// Held-out pairs and the reference each answer is scored against.
+        eval: Vec<(PromptPair, String)>,
+        /// Ids that end a generated answer.
+        stop: Vec<u32>,
+        /// How answers are scored.
+        metric: TextMetric,
+    },
+}
+
+fn cap<T>(mut items: Vec<T>, n: usize) -> Vec<T> {
+    if n > 0 {
+        items.truncate(n);
+    }
+    items
+}
+
+impl TaskData {
+    /// Loads the data of `task` (fetching demo assets when needed), tokenized for `model`;
+    /// `seed` fixes splits.
+    pub fn load(task: &TaskConfig, model: &Model, seed: u64) -> Result<Self> {
+        match task {
+            TaskConfig::Sentiment {
+                max_len,
+                train_examples,
+                eval_examples,
+            } => {
+                splitlm_assets::ensure(Asset::Sentiment)?;
+                let (train, eval) =
+                    sentiment::binary_split(&splitlm_assets::movie_reviews(), 0.1, seed)?;
+                Ok(TaskData::Labelled {
+                    encoder: Encoder::new(
+                        model.checkpoint.tokenizer()?,
+                        *max_len,
+                        PaddingSide::Right,
+                    )?,
+                    train: cap(train, *train_examples),
+                    eval: cap(eval, *eval_examples),
+                    num_labels: 2,
+                })
+            }
+            TaskConfig::Glue {
+                task,
+                train,
+                dev,
+                max_len,
+                train_examples,
+                eval_examples,
+            } => Ok(TaskData::Labelled {
+                encoder: Encoder::new(model.checkpoint.tokenizer()?, *max_len, PaddingSide::Right)?,
+                train: cap(
+                    splitlm_tasks::dataset::shuffled(&task.load(train)?, seed),
+                    *train_examples,
+                ),
+                eval: cap(task.load(dev)?, *eval_examples),
+                num_labels: task.num_labels(),
+            }),
+            TaskConfig::Squad {
+                path,
+                max_len,
+                doc_stride,
+                held_out_fraction,
+                train_examples,
+                eval_examples,
+            } => {
+                let path = match path {
+                    Some(path) => path.clone(),
+                    None => {
+                        splitlm_assets::ensure(Asset::SquadDev)?;
+                        splitlm_assets::squad_dev()
+                    }
+                };
+                let questions = read_squad_json(&path)?;
+                // Held-out articles, so no context is seen in training.
+                let mut titles: Vec<&str> = questions.iter().map(|q| q.title.as_str()).collect();
+                titles.dedup();
+                let (_, held_out) = train_test_split(&titles, *held_out_fraction, seed);
+                let (eval, train): (Vec<SquadQuestion>, Vec<SquadQuestion>) = questions
+                    .iter()
+                    .cloned()
+                    .partition(|q| held_out.contains(&q.title.as_str()));
+                let encoder = QaEncoder::new(model.checkpoint.tokenizer()?, *max_len, *doc_stride)?;
+                let train = cap(splitlm_tasks::dataset::shuffled(&train, seed), *train_examples);
+                let eval = cap(eval, *eval_examples);
+                Ok(TaskData::Spans {
+                    train: encoder.features(&train)?,
+                    eval_features: encoder.features(&eval)?,
+                    eval,
+                    encoder,
+                })
+            }
+            TaskConfig::Chatterbot {
+                max_len,
+                eval_examples,
+                train_examples,
+            } => {
+                splitlm_assets::ensure(Asset::Chatterbot)?;
+                let conversations = splitlm_tasks::chatterbot::read_dir(
+                    &splitlm_assets::chatterbot_english(),
+                )?;
+                let pairs: Vec<(String, String)> =
+                    splitlm_tasks::chatterbot::qa_pairs(&conversations)
+                        .into_iter()
+                        .map(|p| (p.question, p.answer))
+                        .collect();
+                let setup = Generation::chat(model, *max_len, TextMetric::Rouge)?;
+                setup.split(pairs, *eval_examples, *train_examples, seed)
+            }
+            TaskConfig::E2e {
+                max_len,
+                eval_examples,
+                train_examples,
+            } => {
+                splitlm_assets::ensure(Asset::E2eNlg)?;
+                let records = splitlm_tasks::e2e::read_examples(&splitlm_assets::e2e_nlg())?;
+                let pairs = records
+                    .into_iter()
+                    .filter_map(|r| {
+                        let target = r.targets.first()?.clone();
+                        Some((format!("Describe this restaurant: {}", r.input), target))
+                    })
+                    .collect();
+                let setup = Generation::chat(model, *max_len, TextMetric::Rouge)?;
+                setup.split(pairs, *eval_examples, *train_examples, seed)
+            }
+            TaskConfig::Instruction {
+                format,
+                path,
+                max_len,
+                eval_examples,
+                train_examples,
+            } => {
+                let records = match format {
+                    InstructionFormat::Alpaca => formats::read_alpaca_json(path)?,
+                    InstructionFormat::CodeAlpaca => formats::read_code_alpaca_json(path)?,
+                    InstructionFormat::Dolly => formats::read_dolly_jsonl(path)?,
+                };
+                let setup = Generation::chat(model, *max_len, TextMetric::Rouge2Recall)?;
+                let pairs = records.iter().map(|r| setup.instruction(r)).collect();
+                setup.split_pairs(pairs, *eval_examples, *train_examples, seed)
+            }
+            TaskConfig::Math {
+                format,
+                path,
+                max_len,
+                eval_examples,
+                train_examples,
+            } => {
+                let problems = match format {
+                    MathFormat::Gsm8k => formats::read_gsm8k_jsonl(path)?,
+                    MathFormat::Math => formats::read_math_dir(path)?,
+                };
+                let setup = Generation::chat(model, *max_len, TextMetric::FinalAnswer)?;
+                // Trained on the worked solution stated to end in "The answer is …"; scored
+                // on the final answer.
+                let pairs = problems
+                    .iter()
+                    .map(|p| {
+                        setup.instruction(&formats::Instruction {
+                            instruction: p.problem.clone(),
+                            input: String::new(),
+                            output: format!("{}\nThe answer is {}", p.solution, p.answer),
+                        })
+                    })
+                    .collect();
+                let references = problems.iter().map(|p| p.answer.clone()).collect();
+                setup.split_scored(pairs, references, *eval_examples, *train_examples, seed)
+            }
+            TaskConfig::Lambada {
+                path,
+                max_len,
+                eval_examples,
+                train_examples,
+            } => {
+                let passages = formats::read_lambada_text(path)?;
+                let setup = Generation::plain(model, *max_len, TextMetric::NextWord)?;
+                let pairs = passages
+                    .iter()
+                    .map(|p| PromptPair {
+                        prompt: p.context.clone(),
+                        response: format!(" {}", p.target),
+                    })
+                    .collect();
+                let references = passages.iter().map(|p| p.target.clone()).collect();
+                setup.split_scored(pairs, references, *eval_examples, *train_examples, seed)
+            }
+        }
+    }
+
+    /// The task head the model needs.
+    pub fn head(&self) -> TaskHead {
+        match self {
+            TaskData::Labelled { num_labels, .. } => TaskHead::SequenceClassification {
+                num_labels: *num_labels,
+            },
+            TaskData::Spans { .. } => TaskHead::SpanQa,
+            TaskData::Generation { .. } => TaskHead::CausalLm,
+        }
+    }
+
+    /// The training examples.
+    pub fn training_set(&self) -> Box<dyn TrainingSet + '_> {
+        match self {
+            TaskData::Labelled { encoder, train, .. } => Box::new(LabelledTexts {
+                encoder,
+                examples: train,
+            }),
+            TaskData::Spans { encoder, train, .. } => Box::new(QaFeatures {
+                encoder,
+                features: train,
+            }),
+            TaskData::Generation { encoder, train, .. } => Box::new(PromptPairs {
+                encoder,
+                pairs: train,
+            }),
+        }
+    }
+
+    /// Sizes of the training and held-out sets.
+    pub fn sizes(&self) -> (usize, usize) {
+        match self {
+            TaskData::Labelled { train, eval, .. } => (train.len(), eval.len()),
+            TaskData::Spans { train, eval, .. } => (train.len(), eval.len()),
+            TaskData::Generation { train, eval, .. } => (train.len(), eval.len()),
+        }
+    }
+
+    /// Scores `learner` on the held-out set (generation tasks decode with `sampling`, its
+    /// stop tokens extended with the template's).
+    pub fn evaluate(&self, learner: &mut dyn Learner, sampling: &Sampling) -> Result<Scores> {
+        match self {
+            TaskData::Labelled {
+                encoder,
+                eval,
+                num_labels: 1,
+                ..
+            } => evaluate_regression(learner, encoder, eval),
+            TaskData::Labelled { encoder, eval, .. } => {
+                let s = evaluate_classification(learner, encoder, eval, 64)?;
+                Ok(Scores {
+                    metric: "accuracy",
+                    value: s.accuracy,
+                    all: vec![("accuracy", s.accuracy), ("f1", s.f1), ("mcc", s.mcc)],
+                    examples: s.examples,
+                    samples: Vec::new(),
+                })
+            }
+            TaskData::Spans {
+                encoder,
+                eval,
+                eval_features,
+                ..
+            } => {
+                let logits = span_logits(learner, encoder, eval_features, 32)?;
+                let answers =
+                    decode_answers(eval, eval_features, &logits, &SpanDecoding::default());
+                let scores = squad_evaluate(eval, &answers);
+                let samples = eval
+                    .iter()
+                    .take(3)
+                    .map(|q| {
+                        let truth = q.answers.first().map(|a| a.text.clone()).unwrap_or_default();
+                        (truth, answers[&q.id].clone())
+                    })
+                    .collect();
+                Ok(Scores {
+                    metric: "f1",
+                    value: scores.f1,
+                    all: vec![("exact_match", scores.exact_match), ("f1", scores.f1)],
+                    examples: scores.total,
+                    samples,
+                })
+            }
+            TaskData::Generation {
+                encoder,
+                eval,
+                stop,
+                metric,
+                ..
+            } => {
+                let mut sampling = sampling.clone();
+                sampling.stop.extend(stop);
+                let mut pairs = Vec::with_capacity(eval.len());
+                for (pair, reference) in eval {
+                    let prompt = encoder.ids(&pair.prompt)?;
+                    let generated = learner.generate(&prompt, &sampling)?;
+                    let text = encoder.decode(&generated.tokens)?;
+                    let reference = encoder.decode(&encoder.ids(reference)?)?;
+                    pairs.push((reference, text));
+                }
+                Ok(score_texts(*metric, pairs))
+            }
+        }
+    }
+}
+
+/// How a generation task's texts become prompts for a model, and its split.
+struct Generation {
+    encoder: LmEncoder,
+    chat: bool,
+    metric: TextMetric,
+}
+
+impl Generation {
+    /// The model's chat template when its tokenizer has ChatML tokens, else Alpaca's.
+    fn chat(model: &Model, max_len: usize, metric: TextMetric) -> Result<Self> {
+        let encoder = LmEncoder::new(model.checkpoint.tokenizer()?, max_len)?;
+        let chat = encoder.tokenizer().token_to_id("<|im_end|>").is_some();
+        Ok(Self {
+            encoder,
+            chat,
+            metric,
+        })
+    }
+
+    /// Text continued as written (no template).
+    fn plain(model: &Model, max_len: usize, metric: TextMetric) -> Result<Self> {
+        Ok(Self {
+            encoder: LmEncoder::new(model.checkpoint.tokenizer()?, max_len)?,
+            chat: false,
+            metric,
+        })
+    }
+
+    fn eos(&self) -> String {
+        ["<|im_end|>", "<|endoftext|>", "</s>"]
+            .iter()
+            .find(|t| self.encoder.tokenizer().token_to_id(t).is_some())
+            .map_or_else(String::new, |t| t.to_string())
+    }
+
+    fn instruction(&self, record: &formats::Instruction) -> PromptPair {
+        if self.chat {
+            chatml_pair(None, record)
+        } else {
+            alpaca_pair(record, &self.eos())
+        }
+    }
+
+    /// Question/answer texts in the template; the answer is also the reference.
+    fn split(
+        self,
+        pairs: Vec<(String, String)>,
+        eval_examples: usize,
+        train_examples: usize,
+        seed: u64,
+    ) -> Result<TaskData> {
+        let pairs = pairs
+            .into_iter()
+            .map(|(question, answer)| {
+                self.instruction(&formats::Instruction {
+                    instruction: question,
+                    input: String::new(),
+                    output: answer,
+                })
+            })
+            .collect();
+        self.split_pairs(pairs, eval_examples, train_examples, seed)
+    }
+
+    /// Pairs whose references are their responses.
+    fn split_pairs(
+        self,
+        pairs: Vec<PromptPair>,
+        eval_examples: usize,
+        train_examples: usize,
+        seed: u64,
+    ) -> Result<TaskData> {
+        let references = pairs.iter().map(|p| p.response.clone()).collect();
+        self.split_scored(pairs, references, eval_examples, train_examples, seed)
+    }
+
+    /// Pairs with the reference each held-out answer is scored against.
+    fn split_scored(
+        self,
+        pairs: Vec<PromptPair>,
+        references: Vec<String>,
+        eval_examples: usize,
+        train_examples: usize,
+        seed: u64,
+    ) -> Result<TaskData> {
+        anyhow::ensure!(!pairs.is_empty(), "the dataset holds no examples");
+        let items: Vec<(PromptPair, String)> = pairs.into_iter().zip(references).collect();
+        let fraction = (eval_examples.max(1) as f64 / items.len() as f64).min(0.5);
+        let (train, eval) = train_test_split(&items, fraction, seed);
+        let stop = ["<|im_end|>", "<|endoftext|>", "</s>"]
+            .iter()
+            .filter_map(|t| self.encoder.tokenizer().token_to_id(t))
+            .collect();
+        Ok(TaskData::Generation {
+            encoder: self.encoder,
+            train: cap(train.into_iter().map(|(p, _)| p).collect(), train_examples),
+            eval: cap(eval, eval_examples),
+            stop,
+            metric: self.metric,
+        })
+    }
+}
+
+/// Scores generated texts against references.
+fn score_texts(metric: TextMetric, pairs: Vec<(String, String)>) -> Scores {
+    let n = pairs.len().max(1) as f64;
+    let mut scores = match metric {
+        TextMetric::Rouge | TextMetric::Rouge2Recall => {
+            let all: Vec<_> = pairs.iter().map(|(r, p)| rouge(r, p)).collect();
+            let mean = |f: &dyn Fn(&RougeScores) -> f64| all.iter().map(f).sum::<f64>() / n;
+            let rouge_l = mean(&|s| s.rouge_l.fmeasure);
+            let rouge2 = mean(&|s| s.rouge2.recall);
+            let (metric, value) = match metric {
+                TextMetric::Rouge => ("rouge_l_f1", rouge_l),
+                _ => ("rouge2_recall", rouge2),
+            };
+            Scores {
+                metric,
+                value,
+                all: vec![
+                    ("rouge_l_f1", rouge_l),
+                    ("rouge1_f1", mean(&|s| s.rouge1.fmeasure)),
+                    ("rouge2_recall", rouge2),
+                ],
+                examples: pairs.len(),
+                samples: Vec::new(),
+            }
+        }
+        TextMetric::FinalAnswer => {
+            let (references, generated): (Vec<&String>, Vec<&String>) =
+                pairs.iter().map(|(r, p)| (r, p)).unzip();
+            let accuracy = final_answer_accuracy(&generated, &references)
+                .expect("one reference per generated answer");
+            Scores {
+                metric: "final_answer_accuracy",
+                value: accuracy,
+                all: vec![("final_answer_accuracy", accuracy)],
+                examples: pairs.len(),
+                samples: Vec::new(),
+            }
+        }
+        TextMetric::NextWord => {
+            let word = |t: &str| {
+                t.split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches(|c: char| !c.is_alphanumeric())
+                    .to_lowercase()
+            };
+            let right = pairs
+                .iter()
+                .filter(|(r, p)| !word(r).is_empty() && word(r) == word(p))
+                .count();
+            let accuracy = right as f64 / n;
+            Scores {
+                metric: "next_word_accuracy",
+                value: accuracy,
+                all: vec![("next_word_accuracy", accuracy)],
+                examples: pairs.len(),
+                samples: Vec::new(),
+            }
+        }
+    };
+    scores.samples = pairs.into_iter().take(3).collect();
+    scores
+}
+
+/// Pearson and Spearman correlation of a one-output head's predictions with the scores.
+fn evaluate_regression(
+    learner: &mut dyn Learner,
+    encoder: &Encoder,
+    eval: &[Example],
+) -> Result<Scores> {
+    let device = learner.device();
+    let mut predicted = Vec::with_capacity(eval.len());
+    for chunk in eval.chunks(64) {
+        let logits = learner
+            .predict(&encoder.tokens(chunk, &device)?)?
+            .class_logits()
+            .context("the model's head does not score")?;
+        predicted.extend(logits.into_data().try_into_vec_as::<f32>().map_err(|e| {
+            anyhow::anyhow!("reading predictions: {e:?}")
+        })?);
+    }
+    let truth: Vec<f32> = eval
+        .iter()
+        .map(|e| match e.target {
+            Target::Score(s) => s,
+            Target::Class(c) => c as f32,
+        })
+        .collect();
+    let (p, t): (Vec<f64>, Vec<f64>) = predicted
+        .iter()
+        .zip(&truth)
+        .map(|(&p, &t)| (p as f64, t as f64))
+        .unzip();
+    let pearson = metrics::pearson(&p, &t);
+    let spearman = metrics::spearman(&p, &t);
+    Ok(Scores {
+        metric: "pearson",
+        value: pearson,
+        all: vec![("pearson", pearson), ("spearman", spearman)],
+        examples: eval.len(),
+        samples: Vec::new(),
+    })
+}
