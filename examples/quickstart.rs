@@ -115,7 +115,12 @@ fn answer(device: &Device, question: &str, max_new_tokens: usize) -> Result<()> 
         im_end(&tokenizer),
         tokenizer.token_to_id("<|endoftext|>").unwrap_or(0),
     ];
-    let generation = generate(&model, &ids, &Sampling::greedy(max_new_tokens, &stop), device)?;
+    let generation = generate(
+        &model,
+        &ids,
+        &Sampling::greedy(max_new_tokens, &stop),
+        device,
+    )?;
     let text = tokenizer
         .decode(&generation.tokens, true)
         .map_err(|e| anyhow::anyhow!("decoding: {e}"))?;

@@ -74,7 +74,8 @@ fn main() -> Result<()> {
     }
     let mut config = RunConfig::from_toml(include_str!("../configs/sentiment.toml"), &overrides)?;
     config.name = Some("sentiment".into());
-    config.split.partition = (!args.unsplit).then(|| Partition::head_body_tail(args.n_head, args.n_tail));
+    config.split.partition =
+        (!args.unsplit).then(|| Partition::head_body_tail(args.n_head, args.n_tail));
     let outcome = jobs::train(&config, false)?;
     print!("{}", outcome.table.render());
     Ok(())

@@ -99,7 +99,12 @@ fn smollm2(device: &Device, decode_tokens: usize) -> Result<()> {
         started.elapsed()
     );
     let prompt: Vec<u32> = (0..32).map(|i| 1000 + i * 37).collect();
-    let generation = generate(&model, &prompt, &Sampling::greedy(decode_tokens, &[]), device)?;
+    let generation = generate(
+        &model,
+        &prompt,
+        &Sampling::greedy(decode_tokens, &[]),
+        device,
+    )?;
     println!(
         "SmolLM2 prompt of {} tokens: {:.2?}; decoding: {:.1} tokens/s",
         prompt.len(),

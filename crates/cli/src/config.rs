@@ -377,7 +377,11 @@ impl RunConfig {
             });
         }
         let source = config::File::from(path).format(config::FileFormat::Toml);
-        let mut config = Self::build(config::Config::builder().add_source(source), overrides, &origin)?;
+        let mut config = Self::build(
+            config::Config::builder().add_source(source),
+            overrides,
+            &origin,
+        )?;
         if config.name.is_none() {
             config.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
         }
@@ -535,8 +539,11 @@ mod tests {
         let text = format!(
             "{MINIMAL}\n[split]\npartition = {{ kind = \"head_body_tail\", n_head = 2, n_tail = 2 }}\n"
         );
-        let c = RunConfig::from_toml(&text, &["train.epochs=3".into(), "split.model_device=cpu".into()])
-            .unwrap();
+        let c = RunConfig::from_toml(
+            &text,
+            &["train.epochs=3".into(), "split.model_device=cpu".into()],
+        )
+        .unwrap();
         assert_eq!(c.train.epochs, 3);
         assert_eq!(c.split.partition, Some(Partition::head_body_tail(2, 2)));
         assert_eq!(c.split.model_device.as_deref(), Some("cpu"));

@@ -99,10 +99,17 @@ pub fn train(config: &RunConfig, quiet: bool) -> Result<Outcome> {
 
     let bar = progress_bar(total_steps, quiet);
     let last_scores: RefCell<Option<Scores>> = RefCell::new(None);
+    // Evaluation traffic is counted apart from training traffic.
+    let eval_bytes = RefCell::new((0u64, 0u64));
     let mut evaluate = |learner: &mut dyn Learner| -> Result<f64, splitlm_tasks::TaskError> {
+        let before = learner.traffic();
         let scores = data
             .evaluate(learner, &config.generate)
             .map_err(|e| splitlm_tasks::TaskError::Config(format!("evaluation: {e:#}")))?;
+        let (sent, received) = traffic_delta(before, learner.traffic());
+        let mut total = eval_bytes.borrow_mut();
+        total.0 += sent;
+        total.1 += received;
         let value = scores.value;
         *last_scores.borrow_mut() = Some(scores);
         Ok(value)
@@ -139,6 +146,8 @@ pub fn train(config: &RunConfig, quiet: bool) -> Result<Outcome> {
     )?;
     bar.finish_and_clear();
     let (sent, received) = traffic_delta(traffic_before, run.learner().traffic());
+    let (eval_sent, eval_received) = eval_bytes.into_inner();
+    let (sent, received) = (sent - eval_sent, received - eval_received);
     let after = match last_scores.into_inner() {
         Some(scores) => scores,
         None => data.evaluate(run.learner(), &config.generate)?,
@@ -162,10 +171,13 @@ pub fn train(config: &RunConfig, quiet: bool) -> Result<Outcome> {
         "stopped_early": report.stopped_early,
         "resumed_from": report.resumed_from,
         "train_seconds": report.seconds,
+        "eval_seconds": report.eval_seconds,
         "train_tokens": report.tokens_this_run,
         "train_tokens_per_second": tokens_per_second,
         "bytes_sent": sent,
         "bytes_received": received,
+        "eval_bytes_sent": eval_sent,
+        "eval_bytes_received": eval_received,
         "wall_seconds": wall,
     });
     merge(&mut record, fields);
@@ -203,7 +215,7 @@ pub fn train(config: &RunConfig, quiet: bool) -> Result<Outcome> {
         );
     if sent > 0 {
         table.row(
-            "traffic (data party)",
+            "training traffic (data party)",
             format!(
                 "{} sent, {} received ({} / {} per step)",
                 mib(sent),
@@ -311,6 +323,7 @@ pub fn generate(
     let mut table = Table::new(format!("splitlm generate · {} · {setting}", model.name));
     let mut answers = Vec::new();
     let (mut decode_tokens, mut decode_seconds) = (0usize, 0f64);
+    let mut step_bytes = Vec::new();
     let traffic_before = run.learner().traffic();
     for prompt in prompts {
         let text = if chat {
@@ -323,14 +336,18 @@ pub fn generate(
             .map_err(|e| anyhow::anyhow!("tokenizing the prompt: {e}"))?
             .get_ids()
             .to_vec();
-        let generation = run.learner().generate(&ids, &sampling)?;
+        let split = run.learner().generate(&ids, &sampling)?;
+        step_bytes.extend(split.step_bytes.iter().copied());
+        let generation = split.generation;
         let answer = tokenizer
             .decode(&generation.tokens, true)
             .map_err(|e| anyhow::anyhow!("decoding: {e}"))?;
         decode_tokens += generation.tokens.len().saturating_sub(1);
         decode_seconds += generation.decode.as_secs_f64();
         let same = match &mut whole {
-            Some(whole) => Some(whole.learner().generate(&ids, &sampling)?.tokens == generation.tokens),
+            Some(whole) => Some(
+                whole.learner().generate(&ids, &sampling)?.generation.tokens == generation.tokens,
+            ),
             None => None,
         };
         table.row(format!("{prompt:?}"), answer.trim().to_string());
@@ -351,6 +368,18 @@ pub fn generate(
     }
     let rate = decode_tokens as f64 / decode_seconds.max(1e-9);
     table.row("decoding", format!("{rate:.1} tokens/s after the prompt"));
+    let per_token = (!step_bytes.is_empty()).then(|| {
+        let n = step_bytes.len() as u64;
+        let sent: u64 = step_bytes.iter().map(|b| b.sent).sum();
+        let received: u64 = step_bytes.iter().map(|b| b.received).sum();
+        (sent / n, received / n)
+    });
+    if let Some((sent, received)) = per_token {
+        table.row(
+            "bytes per generated token",
+            format!("{sent} sent, {received} received (data party, after the prompt)"),
+        );
+    }
     if sent > 0 {
         table.row(
             "traffic (data party)",
@@ -363,6 +392,7 @@ pub fn generate(
         json!({
             "job": "generate", "sampling": sampling, "answers": answers,
             "decode_tokens_per_second": rate, "bytes_sent": sent, "bytes_received": received,
+            "bytes_per_generated_token": per_token,
         }),
     );
     records::append(&config.output.records, &record)?;

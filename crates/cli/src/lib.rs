@@ -3,6 +3,7 @@
 //! and scores, and the [`jobs`] (train, eval, generate) that print a table and append a JSON
 //! record per run ([`records`]).
 
+pub mod app;
 pub mod config;
 pub mod jobs;
 pub mod records;

@@ -59,8 +59,17 @@ impl Table {
 
     /// The table as text.
     pub fn render(&self) -> String {
-        let width = self.rows.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
-        let mut out = format!("\n{}\n{}\n", self.title, "─".repeat(self.title.chars().count()));
+        let width = self
+            .rows
+            .iter()
+            .map(|(l, _)| l.chars().count())
+            .max()
+            .unwrap_or(0);
+        let mut out = format!(
+            "\n{}\n{}\n",
+            self.title,
+            "─".repeat(self.title.chars().count())
+        );
         for (label, value) in &self.rows {
             out.push_str(&format!("{label:<width$}  {value}\n"));
         }
@@ -94,6 +103,9 @@ mod tests {
     #[test]
     fn tables_align() {
         let text = Table::new("Run").row("a", "1").row("longer", "2").render();
-        assert!(text.contains("a       1\n") && text.contains("longer  2\n"), "{text}");
+        assert!(
+            text.contains("a       1\n") && text.contains("longer  2\n"),
+            "{text}"
+        );
     }
 }

@@ -7,10 +7,10 @@ use splitlm_nn::TaskHead;
 use splitlm_nn::batch::PaddingSide;
 use splitlm_nn::generate::Sampling;
 use splitlm_tasks::dataset::{Example, Target, train_test_split};
-use splitlm_tasks::lm::{LmEncoder, PromptPairs};
 use splitlm_tasks::formats;
-use splitlm_tasks::prompt::{PromptPair, alpaca_pair, chatml_pair};
 use splitlm_tasks::formats::{SquadQuestion, read_squad_json};
+use splitlm_tasks::lm::{LmEncoder, PromptPairs};
+use splitlm_tasks::prompt::{PromptPair, alpaca_pair, chatml_pair};
 use splitlm_tasks::span_qa::{
     QaEncoder, QaFeature, QaFeatures, SpanDecoding, decode_answers, span_logits,
 };
@@ -160,7 +160,10 @@ impl TaskData {
                     .cloned()
                     .partition(|q| held_out.contains(&q.title.as_str()));
                 let encoder = QaEncoder::new(model.checkpoint.tokenizer()?, *max_len, *doc_stride)?;
-                let train = cap(splitlm_tasks::dataset::shuffled(&train, seed), *train_examples);
+                let train = cap(
+                    splitlm_tasks::dataset::shuffled(&train, seed),
+                    *train_examples,
+                );
                 let eval = cap(eval, *eval_examples);
                 Ok(TaskData::Spans {
                     train: encoder.features(&train)?,
@@ -175,9 +178,8 @@ impl TaskData {
                 train_examples,
             } => {
                 splitlm_assets::ensure(Asset::Chatterbot)?;
-                let conversations = splitlm_tasks::chatterbot::read_dir(
-                    &splitlm_assets::chatterbot_english(),
-                )?;
+                let conversations =
+                    splitlm_tasks::chatterbot::read_dir(&splitlm_assets::chatterbot_english())?;
                 let pairs: Vec<(String, String)> =
                     splitlm_tasks::chatterbot::qa_pairs(&conversations)
                         .into_iter()
@@ -339,7 +341,11 @@ impl TaskData {
                     .iter()
                     .take(3)
                     .map(|q| {
-                        let truth = q.answers.first().map(|a| a.text.clone()).unwrap_or_default();
+                        let truth = q
+                            .answers
+                            .first()
+                            .map(|a| a.text.clone())
+                            .unwrap_or_default();
                         (truth, answers[&q.id].clone())
                     })
                     .collect();
@@ -364,7 +370,7 @@ impl TaskData {
                 for (pair, reference) in eval {
                     let prompt = encoder.ids(&pair.prompt)?;
                     let generated = learner.generate(&prompt, &sampling)?;
-                    let text = encoder.decode(&generated.tokens)?;
+                    let text = encoder.decode(&generated.generation.tokens)?;
                     let reference = encoder.decode(&encoder.ids(reference)?)?;
                     pairs.push((reference, text));
                 }
@@ -554,9 +560,12 @@ fn evaluate_regression(
             .predict(&encoder.tokens(chunk, &device)?)?
             .class_logits()
             .context("the model's head does not score")?;
-        predicted.extend(logits.into_data().try_into_vec_as::<f32>().map_err(|e| {
-            anyhow::anyhow!("reading predictions: {e:?}")
-        })?);
+        predicted.extend(
+            logits
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))?,
+        );
     }
     let truth: Vec<f32> = eval
         .iter()

@@ -124,7 +124,8 @@ pub fn restore_parameters<M: Module>(
                 ));
                 return Param::from_mapped_value(found.id, value, mapper);
             }
-            let restored = Tensor::from_data(TensorData::new(found.values, found.dims), &value.device());
+            let restored =
+                Tensor::from_data(TensorData::new(found.values, found.dims), &value.device());
             let restored = if value.is_require_grad() {
                 restored.require_grad()
             } else {

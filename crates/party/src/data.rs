@@ -229,7 +229,13 @@ impl DataParty {
     }
 
     fn send_forward(&mut self, step: u64, mode: Mode, h1: &Hidden) -> Result<(), PartyError> {
-        self.send_forward_parts(step, mode, &h1.states, h1.attention_mask.clone(), &h1.positions)
+        self.send_forward_parts(
+            step,
+            mode,
+            &h1.states,
+            h1.attention_mask.clone(),
+            &h1.positions,
+        )
     }
 
     fn send_forward_parts(

@@ -58,7 +58,12 @@ impl PartySlice {
                 .into_data()
                 .try_into_vec_as::<f32>()
                 .map_err(|e| PartyError::state(&weights_path, format!("{}: {e:?}", p.path)))?;
-            bytes.push(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
+            bytes.push(
+                values
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            );
         }
         let views = params
             .iter()

@@ -78,7 +78,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TaskError + '_ {
 }
 
 /// Writes a checkpoint of `learner` at `progress` under `root`; returns its directory.
-pub fn save(root: &Path, learner: &dyn Learner, progress: &FitProgress) -> Result<PathBuf, TaskError> {
+pub fn save(
+    root: &Path,
+    learner: &dyn Learner,
+    progress: &FitProgress,
+) -> Result<PathBuf, TaskError> {
     std::fs::create_dir_all(root).map_err(io(root))?;
     let dir = step_dir(root, progress.step);
     let partial = dir.with_extension("partial");

@@ -127,11 +127,7 @@ impl TrainingSet for PromptPairs<'_> {
         self.pairs.len()
     }
 
-    fn batch(
-        &self,
-        indices: &[usize],
-        device: &Device,
-    ) -> Result<(TokenBatch, Labels), TaskError> {
+    fn batch(&self, indices: &[usize], device: &Device) -> Result<(TokenBatch, Labels), TaskError> {
         let pairs: Vec<PromptPair> = indices.iter().map(|&i| self.pairs[i].clone()).collect();
         self.encoder.encode(&pairs, device)
     }

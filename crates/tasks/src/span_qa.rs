@@ -67,7 +67,10 @@ impl QaEncoder {
                 .tokenizer
                 .encode_char_offsets((q.question.as_str(), q.context.as_str()), true)
                 .map_err(|e| TaskError::Tokenizer(format!("question {}: {e}", q.id)))?;
-            let answer = q.answers.first().map(|a| (a.start, a.start + a.text.chars().count()));
+            let answer = q
+                .answers
+                .first()
+                .map(|a| (a.start, a.start + a.text.chars().count()));
             let mut windows = vec![encoding.clone()];
             windows.extend(encoding.get_overflowing().iter().cloned());
             for window in &windows {
@@ -124,7 +127,11 @@ fn feature(question: usize, window: &Encoding, answer: Option<(usize, usize)>) -
 }
 
 /// The tokens covering characters `[start, end)` when the window holds all of them.
-fn answer_tokens(spans: &[Option<(usize, usize)>], start: usize, end: usize) -> Option<(usize, usize)> {
+fn answer_tokens(
+    spans: &[Option<(usize, usize)>],
+    start: usize,
+    end: usize,
+) -> Option<(usize, usize)> {
     let context: Vec<(usize, (usize, usize))> = spans
         .iter()
         .enumerate()
@@ -138,6 +145,9 @@ fn answer_tokens(spans: &[Option<(usize, usize)>], start: usize, end: usize) -> 
     let end_token = context.iter().rev().find(|(_, (a, _))| *a < end)?.0;
     (end_token >= start_token).then_some((start_token, end_token))
 }
+
+/// One window's start and end logits, one value per token.
+pub type WindowLogits = (Vec<f32>, Vec<f32>);
 
 /// Span decoding settings.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -174,7 +184,7 @@ fn top(values: &[f32], spans: &[Option<(usize, usize)>], n: usize) -> Vec<usize>
 pub fn decode_answers(
     questions: &[SquadQuestion],
     features: &[QaFeature],
-    logits: &[(Vec<f32>, Vec<f32>)],
+    logits: &[WindowLogits],
     settings: &SpanDecoding,
 ) -> HashMap<String, String> {
     let mut best: HashMap<usize, (f32, usize, usize)> = HashMap::new();
@@ -212,7 +222,7 @@ pub fn span_logits(
     encoder: &QaEncoder,
     features: &[QaFeature],
     batch_size: usize,
-) -> Result<Vec<(Vec<f32>, Vec<f32>)>, TaskError> {
+) -> Result<Vec<WindowLogits>, TaskError> {
     let device = learner.device();
     let mut out = Vec::with_capacity(features.len());
     for chunk in features.chunks(batch_size.max(1)) {
@@ -220,7 +230,11 @@ pub fn span_logits(
         let (batch, _) = encoder.batch(&refs, &device)?;
         let (start, end) = match learner.predict(&batch)? {
             splitlm_nn::HeadOutput::SpanLogits { start, end } => (start, end),
-            _ => return Err(TaskError::Config("the model's head is not a span head".into())),
+            _ => {
+                return Err(TaskError::Config(
+                    "the model's head is not a span head".into(),
+                ));
+            }
         };
         let [b, s] = start.dims();
         let read = |t: Tensor<2>| {
@@ -252,11 +266,7 @@ impl TrainingSet for QaFeatures<'_> {
         self.features.len()
     }
 
-    fn batch(
-        &self,
-        indices: &[usize],
-        device: &Device,
-    ) -> Result<(TokenBatch, Labels), TaskError> {
+    fn batch(&self, indices: &[usize], device: &Device) -> Result<(TokenBatch, Labels), TaskError> {
         let refs: Vec<&QaFeature> = indices.iter().map(|&i| &self.features[i]).collect();
         self.encoder.batch(&refs, device)
     }
@@ -268,14 +278,26 @@ mod tests {
 
     fn spans() -> Vec<Option<(usize, usize)>> {
         // [CLS] q [SEP] "the"(0,3) "big"(4,7) "cat"(8,11) [SEP]
-        vec![None, None, None, Some((0, 3)), Some((4, 7)), Some((8, 11)), None]
+        vec![
+            None,
+            None,
+            None,
+            Some((0, 3)),
+            Some((4, 7)),
+            Some((8, 11)),
+            None,
+        ]
     }
 
     #[test]
     fn answers_map_to_the_tokens_that_cover_them() {
         assert_eq!(answer_tokens(&spans(), 4, 7), Some((4, 4)));
         assert_eq!(answer_tokens(&spans(), 4, 11), Some((4, 5)));
-        assert_eq!(answer_tokens(&spans(), 5, 9), Some((4, 5)), "partial tokens count");
+        assert_eq!(
+            answer_tokens(&spans(), 5, 9),
+            Some((4, 5)),
+            "partial tokens count"
+        );
         assert_eq!(answer_tokens(&spans(), 8, 15), None, "runs past the window");
     }
 
@@ -327,6 +349,9 @@ mod tests {
             &logits,
             &short,
         );
-        assert_eq!(answers["q1"], "big", "5 + 0 beats 0 + 4 once spans are one token");
+        assert_eq!(
+            answers["q1"], "big",
+            "5 + 0 beats 0 + 4 once spans are one token"
+        );
     }
 }

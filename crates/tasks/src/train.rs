@@ -9,9 +9,11 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use splitlm_nn::generate::{Generation, Sampling, generate};
+use splitlm_nn::generate::{Sampling, generate};
 use splitlm_nn::{HeadOutput, Labels, TokenBatch, TransformerSlice, loss};
-use splitlm_party::{DataParty, ModelParty, PartyError, PartySlice, SessionReport};
+use splitlm_party::{
+    DataParty, ModelParty, PartyError, PartySlice, SessionReport, SplitGeneration,
+};
 use splitlm_protocol::Traffic;
 
 use crate::batching::Encoder;
@@ -29,9 +31,12 @@ pub trait Learner {
     fn train_step(&mut self, batch: &TokenBatch, labels: &Labels) -> Result<f32, TaskError>;
     /// The task head's output, without training.
     fn predict(&mut self, batch: &TokenBatch) -> Result<HeadOutput, TaskError>;
-    /// Extends `prompt` (a causal LM).
-    fn generate(&mut self, prompt: &[u32], sampling: &Sampling)
-    -> Result<Generation, TaskError>;
+    /// Extends `prompt` (a causal LM); split learners also report the bytes of each step.
+    fn generate(
+        &mut self,
+        prompt: &[u32],
+        sampling: &Sampling,
+    ) -> Result<SplitGeneration, TaskError>;
     /// Saves every party's trainable state into `dir`.
     fn save_state(&self, dir: &Path) -> Result<(), TaskError>;
     /// Restores what [`Learner::save_state`] saved.
@@ -103,8 +108,8 @@ impl Learner for Split {
         &mut self,
         prompt: &[u32],
         sampling: &Sampling,
-    ) -> Result<Generation, TaskError> {
-        Ok(self.data.generate(prompt, sampling)?.generation)
+    ) -> Result<SplitGeneration, TaskError> {
+        Ok(self.data.generate(prompt, sampling)?)
     }
 
     fn save_state(&self, dir: &Path) -> Result<(), TaskError> {
@@ -160,14 +165,14 @@ impl Learner for Whole {
         &mut self,
         prompt: &[u32],
         sampling: &Sampling,
-    ) -> Result<Generation, TaskError> {
+    ) -> Result<SplitGeneration, TaskError> {
         let model = self.slice.model().valid();
-        Ok(generate(
-            &model,
-            prompt,
-            sampling,
-            &self.device.clone().inner(),
-        )?)
+        let generation = generate(&model, prompt, sampling, &self.device.clone().inner())?;
+        Ok(SplitGeneration {
+            generation,
+            prompt_bytes: Default::default(),
+            step_bytes: Vec::new(),
+        })
     }
 
     fn save_state(&self, dir: &Path) -> Result<(), TaskError> {
@@ -188,8 +193,7 @@ pub trait TrainingSet {
         self.len() == 0
     }
     /// The batch of the examples at `indices`, with its labels, on `device`.
-    fn batch(&self, indices: &[usize], device: &Device)
-    -> Result<(TokenBatch, Labels), TaskError>;
+    fn batch(&self, indices: &[usize], device: &Device) -> Result<(TokenBatch, Labels), TaskError>;
 }
 
 /// Labelled texts for classification or regression.
@@ -205,11 +209,7 @@ impl TrainingSet for LabelledTexts<'_> {
         self.examples.len()
     }
 
-    fn batch(
-        &self,
-        indices: &[usize],
-        device: &Device,
-    ) -> Result<(TokenBatch, Labels), TaskError> {
+    fn batch(&self, indices: &[usize], device: &Device) -> Result<(TokenBatch, Labels), TaskError> {
         let examples: Vec<Example> = indices.iter().map(|&i| self.examples[i].clone()).collect();
         self.encoder.encode(&examples, device)
     }
@@ -347,8 +347,10 @@ pub struct FitReport {
     pub stopped_early: bool,
     /// The step of the checkpoint the run resumed from.
     pub resumed_from: Option<usize>,
-    /// Wall time of training in this process, seconds.
+    /// Wall time of training in this process, seconds (evaluations and checkpoints excluded).
     pub seconds: f64,
+    /// Wall time of the evaluations, seconds.
+    pub eval_seconds: f64,
     /// Tokens trained in this process (excluding those before a resume).
     pub tokens_this_run: usize,
 }
@@ -415,6 +417,8 @@ pub fn fit(
     }
     let total_steps = config.steps_for(data.len());
     let mut tokens_this_run = 0;
+    let mut eval_seconds = 0.0;
+    let mut pause = std::time::Duration::ZERO;
     let mut stopped_early = false;
     let mut step = 0;
     'epochs: for epoch in 0..config.epochs {
@@ -435,7 +439,10 @@ pub fn fit(
             if let Some(evaluate) = evaluate.as_deref_mut()
                 && (last || (config.eval_every > 0 && step % config.eval_every == 0))
             {
+                let evaluating = Instant::now();
                 let metric = evaluate(learner)?;
+                pause += evaluating.elapsed();
+                eval_seconds += evaluating.elapsed().as_secs_f64();
                 events(FitEvent::Evaluated { step, metric });
                 progress.record_evaluation(step, metric);
                 if config.patience > 0 && progress.bad_evaluations >= config.patience {
@@ -447,7 +454,9 @@ pub fn fit(
                     || stopped_early
                     || (config.checkpoint_every > 0 && step % config.checkpoint_every == 0))
             {
+                let saving = Instant::now();
                 let dir = checkpoint::save(root, learner, &progress)?;
+                pause += saving.elapsed();
                 events(FitEvent::Checkpointed { step, dir });
             }
             if stopped_early {
@@ -464,7 +473,8 @@ pub fn fit(
         best: progress.best,
         stopped_early,
         resumed_from,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: (started.elapsed() - pause).as_secs_f64(),
+        eval_seconds,
         tokens_this_run,
     })
 }

@@ -9,12 +9,12 @@ use splitlm_nn::testing::{fixtures_dir, require_asset};
 use splitlm_nn::{SliceSpec, TaskHead};
 use splitlm_partition::{Partition, Trainability};
 use splitlm_party::{DataParty, ModelParty, OptimizerConfig, PartyOptions, PartySlice};
-use splitlm_tasks::TaskError;
-use splitlm_tasks::span_qa::{QaEncoder, SpanDecoding, decode_answers, span_logits};
-use splitlm_tasks::text_metrics::squad_evaluate;
 use splitlm_protocol::{Limits, WireDType, in_process_pair};
 use splitlm_tasks::Encoder;
+use splitlm_tasks::TaskError;
 use splitlm_tasks::dataset::{Example, Target};
+use splitlm_tasks::span_qa::{QaEncoder, SpanDecoding, decode_answers, span_logits};
+use splitlm_tasks::text_metrics::squad_evaluate;
 use splitlm_tasks::train::{
     FitConfig, FitEvent, LabelledTexts, Learner, Split, Whole, evaluate_classification, fit,
 };
@@ -170,7 +170,10 @@ fn a_run_resumed_from_its_checkpoint_ends_where_the_uninterrupted_run_ends() {
     let steps = config.steps_for(train.len());
     let mut straight = toy_split(steps);
     let mut straight_events = Vec::new();
-    fit(&mut straight, &data, &toy_config(), None, |e| straight_events.push(e)).unwrap();
+    fit(&mut straight, &data, &toy_config(), None, |e| {
+        straight_events.push(e)
+    })
+    .unwrap();
     let straight_scores = evaluate_classification(&mut straight, &encoder, &test, 12).unwrap();
     straight.finish().unwrap();
 
@@ -201,8 +204,14 @@ fn a_run_resumed_from_its_checkpoint_ends_where_the_uninterrupted_run_ends() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert!(checkpoints.contains(&"step-000006".to_string()), "{checkpoints:?}");
-    assert!(checkpoints.contains(&"step-000003".to_string()), "{checkpoints:?}");
+    assert!(
+        checkpoints.contains(&"step-000006".to_string()),
+        "{checkpoints:?}"
+    );
+    assert!(
+        checkpoints.contains(&"step-000003".to_string()),
+        "{checkpoints:?}"
+    );
 
     let mut resumed = toy_split(steps);
     let mut events = Vec::new();
@@ -253,7 +262,10 @@ fn early_stopping_ends_the_run_after_patience_evaluations_without_progress() {
     let report = fit(&mut whole, &data, &config, Some(&mut evaluate), |_| {}).unwrap();
     assert!(report.stopped_early);
     assert_eq!(report.steps, 8);
-    assert_eq!(report.evaluations, vec![(2, 0.5), (4, 0.7), (6, 0.6), (8, 0.65)]);
+    assert_eq!(
+        report.evaluations,
+        vec![(2, 0.5), (4, 0.7), (6, 0.6), (8, 0.65)]
+    );
     assert_eq!(report.best, Some((4, 0.7)));
 }
 
@@ -383,7 +395,10 @@ fn the_movie_review_set_has_the_published_counts_and_a_fixed_split() {
 #[test]
 fn squad_span_qa_split_and_unsplit_give_identical_answers() {
     let (Some(minilm), Some(_)) = (
-        require_asset("MiniLM", splitlm_assets::locate(splitlm_assets::Asset::MiniLm)),
+        require_asset(
+            "MiniLM",
+            splitlm_assets::locate(splitlm_assets::Asset::MiniLm),
+        ),
         require_asset(
             "SQuAD dev",
             splitlm_assets::locate(splitlm_assets::Asset::SquadDev),
@@ -392,7 +407,7 @@ fn squad_span_qa_split_and_unsplit_give_identical_answers() {
         return;
     };
     let questions = splitlm_tasks::formats::read_squad_json(&splitlm_assets::squad_dev()).unwrap();
-    assert_eq!(questions.len(), 10_570);
+    assert_eq!(questions.len(), 10_565, "BIG-bench's copy of the dev set");
     let questions = &questions[..16];
     let ckpt = Checkpoint::open(&minilm).unwrap();
     let encoder = QaEncoder::new(ckpt.tokenizer().unwrap(), 96, 32).unwrap();
@@ -404,7 +419,10 @@ fn squad_span_qa_split_and_unsplit_give_identical_answers() {
         questions.len()
     );
     let labelled = features.iter().filter(|f| f.label != (0, 0)).count();
-    assert!(labelled >= questions.len(), "every answer lies in some window");
+    assert!(
+        labelled >= questions.len(),
+        "every answer lies in some window"
+    );
     let device = cpu();
     let frozen = |spec: &SliceSpec| {
         PartySlice::frozen(ckpt.load(spec, TaskHead::SpanQa, &device).unwrap()).unwrap()

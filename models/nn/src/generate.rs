@@ -243,7 +243,9 @@ impl DecodeSteps {
     /// Starts with the whole prompt.
     pub fn new(prompt: &[u32], device: &Device) -> Result<Self, ModelError> {
         if prompt.is_empty() {
-            return Err(ModelError::Input("generation needs a non-empty prompt".into()));
+            return Err(ModelError::Input(
+                "generation needs a non-empty prompt".into(),
+            ));
         }
         let batch = TokenBatch::from_sequences(&[prompt.to_vec()], 0, PaddingSide::Left, device)?;
         Ok(Self {

@@ -9,8 +9,8 @@ use splitlm_nn::{HeadOutput, ModelError, TransformerSlice};
 use splitlm_protocol::{Mode, OutputKind};
 
 use super::{DataParty, expect_kind};
-use crate::wire::{self, expect_shape};
 use crate::PartyError;
+use crate::wire::{self, expect_shape};
 
 /// Bytes one party moved, each way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

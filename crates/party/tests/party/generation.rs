@@ -92,7 +92,12 @@ fn sampling_is_reproducible_and_matches_the_whole_model() {
         seed: 3,
         ..Sampling::default()
     };
-    let mut split = split(&ckpt, Partition::head_body_tail(1, 1), WireDType::F32, &device);
+    let mut split = split(
+        &ckpt,
+        Partition::head_body_tail(1, 1),
+        WireDType::F32,
+        &device,
+    );
     let got = split.data.generate(PROMPTS[0], &sampling).unwrap();
     assert_eq!(
         got.generation.tokens,
@@ -214,7 +219,12 @@ fn smollm2_split_greedy_equals_unsplit_on_five_prompts() {
     let tokenizer = ckpt.tokenizer().unwrap();
     let device = cpu();
     let sampling = Sampling::greedy(16, &[2]);
-    let mut split = split(&ckpt, Partition::head_body_tail(2, 2), WireDType::F32, &device);
+    let mut split = split(
+        &ckpt,
+        Partition::head_body_tail(2, 2),
+        WireDType::F32,
+        &device,
+    );
     let d = ckpt.hidden_size() as u64;
     for question in [
         "What is the capital of France?",
@@ -223,16 +233,17 @@ fn smollm2_split_greedy_equals_unsplit_on_five_prompts() {
         "Write a haiku about the sea.",
         "Who wrote Hamlet?",
     ] {
-        let prompt = format!(
-            "<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
-        );
+        let prompt = format!("<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n");
         let ids = tokenizer.encode(prompt, false).unwrap().get_ids().to_vec();
         let expected = unsplit(&ckpt, &ids, &sampling, &device);
         let got = split.data.generate(&ids, &sampling).unwrap();
         assert_eq!(got.generation.tokens, expected, "{question}");
         if got.step_bytes.len() > 1 {
             let (sent, received) = bytes_per_token(&got);
-            assert!(sent - 4 * d < 160 && received - 4 * d < 160, "{sent} {received}");
+            assert!(
+                sent - 4 * d < 160 && received - 4 * d < 160,
+                "{sent} {received}"
+            );
         }
     }
     split.data.finish().unwrap();

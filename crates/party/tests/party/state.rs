@@ -80,14 +80,25 @@ fn a_state_that_does_not_fit_is_refused_by_name() {
         &device,
         &device,
     );
-    let err = other.data.restore_state(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("data-head.safetensors") && err.contains("trainable"), "{err}");
+    let err = other
+        .data
+        .restore_state(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("data-head.safetensors") && err.contains("trainable"),
+        "{err}"
+    );
 
     let head = dir.path().join("data-head.safetensors");
     let bytes = std::fs::read(&head).unwrap();
     std::fs::write(&head, &bytes[..bytes.len() / 2]).unwrap();
     let mut fresh = split(&work, partition, &lora, &adamw(), &device, &device);
-    let err = fresh.data.restore_state(dir.path()).unwrap_err().to_string();
+    let err = fresh
+        .data
+        .restore_state(dir.path())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("data-head.safetensors"), "{err}");
 
     let err = fresh

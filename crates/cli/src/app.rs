@@ -1,4 +1,5 @@
-//! `splitlm`: split fine-tuning, evaluation and generation from a TOML configuration.
+//! The `splitlm` command: split fine-tuning, evaluation and generation from a TOML
+//! configuration (the binary is the root package's `src/bin/splitlm.rs`).
 //!
 //! ```text
 //! splitlm train configs/sentiment.toml
@@ -11,13 +12,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::RunConfig;
+use crate::jobs;
 use clap::{Parser, Subcommand};
 use splitlm_assets::Asset;
-use splitlm_cli::RunConfig;
-use splitlm_cli::jobs;
 
 #[derive(Parser)]
-#[command(name = "splitlm", version, about = "Split learning for large language models")]
+#[command(
+    name = "splitlm",
+    version,
+    about = "Split learning for large language models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -114,7 +119,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> ExitCode {
+/// Parses the command line, runs the command, prints errors; the binary's `main`.
+pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

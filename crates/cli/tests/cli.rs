@@ -1,0 +1,125 @@
+//! The jobs end to end on the real demo assets, at toy sizes: train with checkpoints, evaluate
+//! the saved state, generate through the split; records land in the JSON-lines file.
+
+use splitlm_cli::records;
+use splitlm_cli::{RunConfig, jobs};
+use splitlm_nn::testing::require_asset;
+
+fn have(asset: splitlm_assets::Asset) -> bool {
+    require_asset(asset.name(), splitlm_assets::locate(asset)).is_some()
+}
+
+#[test]
+fn train_checkpoint_then_eval_restores_the_trained_model() {
+    if !(have(splitlm_assets::Asset::MiniLm) && have(splitlm_assets::Asset::Sentiment)) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let records_path = dir.path().join("runs.jsonl");
+    let ckpt = dir.path().join("ckpt");
+    let overrides = vec![
+        "task.train_examples=48".to_string(),
+        "task.eval_examples=40".to_string(),
+        "train.eval_every=2".to_string(),
+        format!("train.checkpoint_dir={}", ckpt.display()),
+        format!("output.records={}", records_path.display()),
+    ];
+    let config = RunConfig::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/sentiment.toml"),
+        &overrides,
+    )
+    .unwrap();
+    let trained = jobs::train(&config, true).unwrap().record;
+    assert_eq!(trained["steps"], 3);
+    assert_eq!(
+        trained["evaluations"].as_array().unwrap().len(),
+        2,
+        "steps 2 and 3"
+    );
+    assert!(trained["bytes_sent"].as_u64().unwrap() > 0);
+    assert!(
+        std::fs::read_to_string(ckpt.join("latest"))
+            .unwrap()
+            .contains("step-000003")
+    );
+
+    let evaluated = jobs::evaluate(&config, Some(&ckpt)).unwrap().record;
+    assert_eq!(
+        evaluated["mp"], trained["mp"],
+        "the checkpoint holds the trained state"
+    );
+    let untrained = jobs::evaluate(&config, None).unwrap().record;
+    assert_eq!(untrained["mp"], trained["before"]["value"]);
+
+    let lines = records::read(&records_path).unwrap();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["job"], "train");
+    assert_eq!(
+        lines[0]["setting"],
+        "head-body-tail (n_head = 2, n_tail = 2)"
+    );
+    assert_eq!(lines[0]["partition"]["n_tail"], 2);
+}
+
+#[test]
+fn smollm2_trains_on_chat_answers_and_generates_through_the_split() {
+    if !(have(splitlm_assets::Asset::SmolLm2) && have(splitlm_assets::Asset::Chatterbot)) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let records_path = dir.path().join("runs.jsonl");
+    let overrides = vec![
+        "task.train_examples=8".to_string(),
+        "task.eval_examples=2".to_string(),
+        "train.batch_size=4".to_string(),
+        "generate.max_new_tokens=6".to_string(),
+        format!("output.records={}", records_path.display()),
+    ];
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/smollm2-chat.toml");
+    let config = RunConfig::load(&path, &overrides).unwrap();
+    let trained = jobs::train(&config, true).unwrap().record;
+    assert_eq!(trained["steps"], 2);
+    let losses = trained["epoch_losses"].as_array().unwrap();
+    assert!(losses[0].as_f64().unwrap().is_finite());
+    assert_eq!(trained["after"]["metric"], "rouge_l_f1");
+
+    let generated = jobs::generate(
+        &config,
+        &["What is the capital of France?".to_string()],
+        false,
+        true,
+        None,
+    )
+    .unwrap()
+    .record;
+    let answer = &generated["answers"][0];
+    assert_eq!(answer["same_as_unsplit"], true);
+    assert!(
+        answer["answer"].as_str().unwrap().contains("Paris"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_broken_config_names_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[model]\nsource = \"minilm\"\n[task]\nkind = \"sentiment\"\n[train]\nbatch = 4\n",
+    )
+    .unwrap();
+    let err = RunConfig::load(&path, &[]).unwrap_err().to_string();
+    assert!(err.contains("bad.toml") && err.contains("batch"), "{err}");
+    let err = RunConfig::load(&dir.path().join("absent.toml"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("absent.toml") && err.contains("no such file"),
+        "{err}"
+    );
+    std::fs::write(&path, "[model\nsource = 1").unwrap();
+    let err = RunConfig::load(&path, &[]).unwrap_err().to_string();
+    assert!(err.contains("bad.toml"), "{err}");
+}
