@@ -15,6 +15,7 @@
 //! - [`party`]: the data party and the model party, optimizers and schedules.
 //! - [`tasks`]: datasets, batching, metrics and the training loop.
 //! - [`assets`]: the real demo models, fetched from package registries into a local cache.
+//! - [`defenses`]: what the data party applies where its tensors cross (DP noise, sparsification).
 //! - [`cli`]: typed run configurations and the jobs of the `splitlm` command (train, eval,
 //!   generate), usable from other programs.
 
@@ -22,6 +23,7 @@ pub use splitlm_assets as assets;
 pub use splitlm_bert as bert;
 pub use splitlm_checkpoint as checkpoint;
 pub use splitlm_cli as cli;
+pub use splitlm_defenses as defenses;
 pub use splitlm_device as device;
 pub use splitlm_gpt2 as gpt2;
 pub use splitlm_llama as llama;

@@ -7,6 +7,7 @@ pub use generate::{ByteCount, SplitGeneration};
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
+use splitlm_defenses::{Defenses, HookContext};
 use splitlm_nn::{HeadOutput, Hidden, Labels, TokenBatch, TransformerSlice, loss};
 use splitlm_protocol::{
     Message, Mode, OutputKind, PROTOCOL_VERSION, Role, Traffic, Transport, WireDType,
@@ -38,6 +39,7 @@ pub struct DataParty {
     wire_dtype: WireDType,
     session: u64,
     next_step: u64,
+    defenses: Defenses,
 }
 
 impl DataParty {
@@ -72,7 +74,18 @@ impl DataParty {
             wire_dtype: options.wire_dtype,
             session,
             next_step: 0,
+            defenses: Defenses::none(),
         })
+    }
+
+    /// Applies `defenses` at every crossing from now on (see [`splitlm_defenses`]).
+    pub fn set_defenses(&mut self, defenses: Defenses) {
+        self.defenses = defenses;
+    }
+
+    /// The defenses in force.
+    pub fn defenses(&self) -> &Defenses {
+        &self.defenses
     }
 
     /// The session id the model party gave.
@@ -109,10 +122,16 @@ impl DataParty {
     ) -> Result<TrainStep, PartyError> {
         let before = self.traffic();
         let step = self.take_step();
+        let ctx = HookContext {
+            step,
+            training: true,
+        };
         let model = self.head.model();
         let h1 = model.forward_blocks(model.embed(batch)?, None)?;
         let (mask, positions) = (h1.attention_mask.clone(), h1.positions.clone());
-        self.send_forward(step, Mode::Train, &h1)?;
+        // What crosses is the defended activation; the head's gradient flows back through it.
+        let sent = self.defenses.on_activation(h1.states.clone(), &ctx);
+        self.send_forward(step, Mode::Train, &sent, mask.clone(), &positions)?;
 
         let (kind, frame) = self.recv_output(step)?;
         let device = self.device();
@@ -122,7 +141,7 @@ impl DataParty {
                 expect_kind(kind, OutputKind::Hidden)?;
                 expect_shape(&received.dims(), &h1.states.dims(), "the body's output")?;
                 let hidden = Hidden {
-                    states: received.clone(),
+                    states: self.defenses.on_received(received.clone(), &ctx),
                     attention_mask: mask,
                     positions,
                 };
@@ -142,6 +161,7 @@ impl DataParty {
         let grad = received
             .grad(&grads)
             .expect("the received output is a leaf of the loss");
+        let grad = self.defenses.on_gradient(grad, &ctx);
         if let Some(tail) = &mut self.tail {
             tail.apply_gradients(grads);
         }
@@ -160,7 +180,7 @@ impl DataParty {
         let input_grad = wire::float_tensor::<3>(&input_grad, &device, "the input gradient")?;
         expect_shape(&input_grad.dims(), &h1.states.dims(), "the input gradient")?;
         if self.head.is_trainable() {
-            let grads = (h1.states * input_grad).sum().backward();
+            let grads = (sent * input_grad).sum().backward();
             self.head.apply_gradients(grads);
         }
         let after = self.traffic();
@@ -176,11 +196,22 @@ impl DataParty {
     /// output lives on this party's device without autodiff.
     pub fn eval_step(&mut self, batch: &TokenBatch) -> Result<HeadOutput, PartyError> {
         let step = self.take_step();
+        let ctx = HookContext {
+            step,
+            training: false,
+        };
         let head = self.head.model().valid();
         let device = self.device().inner();
         let batch = batch.to_device(&device);
         let h1 = head.forward_blocks(head.embed(&batch)?, None)?;
-        self.send_forward(step, Mode::Eval, &h1)?;
+        let sent = self.defenses.on_activation(h1.states.clone(), &ctx);
+        self.send_forward(
+            step,
+            Mode::Eval,
+            &sent,
+            h1.attention_mask.clone(),
+            &h1.positions,
+        )?;
         let (kind, frame) = self.recv_output(step)?;
         let received = wire::output_tensor(kind, &frame, &device)?;
         match &self.tail {
@@ -188,7 +219,7 @@ impl DataParty {
                 expect_kind(kind, OutputKind::Hidden)?;
                 expect_shape(&received.dims(), &h1.states.dims(), "the body's output")?;
                 let tail = tail.model().valid();
-                let hidden = h1.with_states(received);
+                let hidden = h1.with_states(self.defenses.on_received(received, &ctx));
                 Ok(tail.forward_top(tail.forward_blocks(hidden, None)?)?)
             }
             None => Ok(wire::unpack_output(kind, received)),
@@ -228,17 +259,7 @@ impl DataParty {
         step
     }
 
-    fn send_forward(&mut self, step: u64, mode: Mode, h1: &Hidden) -> Result<(), PartyError> {
-        self.send_forward_parts(
-            step,
-            mode,
-            &h1.states,
-            h1.attention_mask.clone(),
-            &h1.positions,
-        )
-    }
-
-    fn send_forward_parts(
+    fn send_forward(
         &mut self,
         step: u64,
         mode: Mode,

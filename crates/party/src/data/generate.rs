@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use burn::module::Module;
+use splitlm_defenses::HookContext;
 use splitlm_nn::generate::{DecodeSteps, Generation, Sampler, Sampling};
 use splitlm_nn::{HeadOutput, ModelError, TransformerSlice};
 use splitlm_protocol::{Mode, OutputKind};
@@ -63,11 +64,16 @@ impl DataParty {
             } else {
                 Mode::Infer
             };
+            let ctx = HookContext {
+                step,
+                training: false,
+            };
             let h1 = head.forward_blocks(head.embed(steps.batch())?, Some(&mut head_cache))?;
             let [_, new, _] = h1.states.dims();
             let [_, total] = h1.attention_mask.dims();
             let new_mask = h1.attention_mask.clone().narrow(1, total - new, new);
-            self.send_forward_parts(step, mode, &h1.states, new_mask, &h1.positions)?;
+            let sent = self.defenses.on_activation(h1.states.clone(), &ctx);
+            self.send_forward(step, mode, &sent, new_mask, &h1.positions)?;
 
             let (kind, frame) = self.recv_output(step)?;
             let received = wire::output_tensor(kind, &frame, &device)?;
@@ -75,6 +81,7 @@ impl DataParty {
                 (Some(tail), Some(cache)) => {
                     expect_kind(kind, OutputKind::Hidden)?;
                     expect_shape(&received.dims(), &h1.states.dims(), "the body's output")?;
+                    let received = self.defenses.on_received(received, &ctx);
                     let hidden = tail.forward_blocks(h1.with_states(received), Some(cache))?;
                     tail.forward_top(hidden.last_position())?
                 }

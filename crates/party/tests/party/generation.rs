@@ -66,7 +66,7 @@ fn split_greedy_equals_whole_model_greedy() {
         Partition::head_body_tail(0, 0),
         Partition::head_tail(1),
     ] {
-        let mut split = split(&ckpt, partition.clone(), WireDType::F32, &device);
+        let mut split = split(&ckpt, partition, WireDType::F32, &device);
         for prompt in PROMPTS {
             let expected = unsplit(&ckpt, prompt, &sampling, &device);
             let got = split.data.generate(prompt, &sampling).unwrap();

@@ -3,6 +3,7 @@
 
 mod common;
 mod cross_backend;
+mod defenses;
 mod equivalence;
 mod generation;
 mod lora;

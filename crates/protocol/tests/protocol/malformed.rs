@@ -201,12 +201,12 @@ fn bad_envelope_fields() {
         Err(ProtocolError::BadMagic { .. })
     ));
     let mut bytes = good.clone();
-    bytes[4..6].copy_from_slice(&2u16.to_le_bytes());
+    bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
     assert!(matches!(
         decode(&bytes, &Limits::default()),
         Err(ProtocolError::UnknownVersion {
-            found: 2,
-            supported: 1
+            found: 1,
+            supported: 2
         })
     ));
     let mut bytes = good.clone();

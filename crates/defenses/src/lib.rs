@@ -1,0 +1,114 @@
+//! Defenses the data party applies where its tensors cross to the model party (DESIGN.md §1.5).
+//!
+//! A [`Defense`] gets hooks at each crossing point: the head's output before it is sent, the
+//! body's output when it arrives (Head–Body–Tail), and the gradient sent back. Defenses
+//! compose as a list ([`Defenses`]), applied in order. A hook on the head's output must stay
+//! differentiable in its input: the data party backpropagates the model party's gradient
+//! through it (noise passes gradients unchanged, a sparsity mask zeroes them).
+
+mod dp;
+mod sparsify;
+
+use burn::tensor::Tensor;
+
+pub use dp::{DpTarget, GaussianDp, LaplaceDp, gaussian_sigma};
+pub use sparsify::Sparsification;
+
+/// Where in a run a hook is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookContext {
+    /// The data party's step counter.
+    pub step: u64,
+    /// Whether the step trains (a gradient will follow).
+    pub training: bool,
+}
+
+/// A defense: hooks at the crossing points, each the identity unless overridden.
+pub trait Defense: Send {
+    /// The defense's name in records.
+    fn name(&self) -> &'static str;
+
+    /// Its parameters, for records.
+    fn params(&self) -> serde_json::Value;
+
+    /// The head's output `[b, s, d]` before it is sent.
+    fn on_activation(&mut self, hidden: Tensor<3>, _ctx: &HookContext) -> Tensor<3> {
+        hidden
+    }
+
+    /// The body's output as it arrives (Head–Body–Tail).
+    fn on_received(&mut self, hidden: Tensor<3>, _ctx: &HookContext) -> Tensor<3> {
+        hidden
+    }
+
+    /// The gradient the data party sends to the model party.
+    fn on_gradient(&mut self, grad: Tensor<3>, _ctx: &HookContext) -> Tensor<3> {
+        grad
+    }
+}
+
+/// Defenses applied in order.
+#[derive(Default)]
+pub struct Defenses(Vec<Box<dyn Defense>>);
+
+impl Defenses {
+    /// No defense.
+    pub fn none() -> Self {
+        Self(Vec::new())
+    }
+
+    /// `list`, applied in order.
+    pub fn new(list: Vec<Box<dyn Defense>>) -> Self {
+        Self(list)
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Names and parameters, for records.
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.0
+                .iter()
+                .map(|d| serde_json::json!({ "name": d.name(), "params": d.params() }))
+                .collect(),
+        )
+    }
+
+    /// Every defense's [`Defense::on_activation`], in order.
+    pub fn on_activation(&mut self, hidden: Tensor<3>, ctx: &HookContext) -> Tensor<3> {
+        self.0
+            .iter_mut()
+            .fold(hidden, |h, d| d.on_activation(h, ctx))
+    }
+
+    /// Every defense's [`Defense::on_received`], in order.
+    pub fn on_received(&mut self, hidden: Tensor<3>, ctx: &HookContext) -> Tensor<3> {
+        self.0.iter_mut().fold(hidden, |h, d| d.on_received(h, ctx))
+    }
+
+    /// Every defense's [`Defense::on_gradient`], in order.
+    pub fn on_gradient(&mut self, grad: Tensor<3>, ctx: &HookContext) -> Tensor<3> {
+        self.0.iter_mut().fold(grad, |g, d| d.on_gradient(g, ctx))
+    }
+}
+
+/// A defense setting that cannot work.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("defense {defense}: {reason}")]
+pub struct DefenseError {
+    /// The defense.
+    pub defense: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Host noise, uploaded to the tensor's device: the same draws on every backend.
+pub(crate) fn noise_like(like: &Tensor<3>, mut draw: impl FnMut() -> f64) -> Tensor<3> {
+    let dims = like.dims();
+    let n: usize = dims.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| draw() as f32).collect();
+    Tensor::from_data(burn::tensor::TensorData::new(values, dims), &like.device())
+}
