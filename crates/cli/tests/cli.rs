@@ -123,3 +123,90 @@ fn a_broken_config_names_the_file_and_key() {
     let err = RunConfig::load(&path, &[]).unwrap_err().to_string();
     assert!(err.contains("bad.toml"), "{err}");
 }
+
+/// Each task kind that reads user files runs train → evaluate on the committed fixtures in the
+/// public formats (tiny sizes: this checks the plumbing, not the scores).
+#[test]
+fn every_file_based_task_kind_trains_and_scores_on_fixtures() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tasks/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let records_path = dir.path().join("runs.jsonl");
+    let common = format!(
+        "[train]\nbatch_size = 2\n[generate]\nmax_new_tokens = 4\n[output]\nrecords = {:?}\n",
+        records_path.display().to_string()
+    );
+    let mut cases = Vec::new();
+    if have(splitlm_assets::Asset::MiniLm) {
+        for (task, file, metric) in [
+            ("sst2", "sst2.tsv", "accuracy"),
+            ("stsb", "stsb.tsv", "pearson"),
+        ] {
+            let path = fixtures.join("glue").join(file).display().to_string();
+            cases.push((
+                format!(
+                    "[model]\nsource = \"minilm\"\n[split]\npartition = {{ kind = \"head_tail\", n_head = 2 }}\n\
+                     [task]\nkind = \"glue\"\ntask = \"{task}\"\ntrain = {path:?}\ndev = {path:?}\n"
+                ),
+                metric,
+            ));
+        }
+    }
+    if have(splitlm_assets::Asset::SmolLm2) {
+        let file = |name: &str| fixtures.join("formats").join(name).display().to_string();
+        let split = "[split]\npartition = { kind = \"head_body_tail\", n_head = 1, n_tail = 1 }\n\
+                     [finetune]\nstrategy = \"lora\"\nembeddings = false\ntask_head = false\n";
+        for (task, metric) in [
+            (
+                format!(
+                    "kind = \"instruction\"\nformat = \"alpaca\"\npath = {:?}",
+                    file("alpaca_data.json")
+                ),
+                "rouge2_recall",
+            ),
+            (
+                format!(
+                    "kind = \"instruction\"\nformat = \"dolly\"\npath = {:?}",
+                    file("databricks-dolly-15k.jsonl")
+                ),
+                "rouge2_recall",
+            ),
+            (
+                format!(
+                    "kind = \"math\"\nformat = \"gsm8k\"\npath = {:?}",
+                    file("gsm8k_test.jsonl")
+                ),
+                "final_answer_accuracy",
+            ),
+            (
+                format!(
+                    "kind = \"lambada\"\npath = {:?}",
+                    file("lambada_test_plain_text.txt")
+                ),
+                "next_word_accuracy",
+            ),
+        ] {
+            cases.push((
+                format!(
+                    "[model]\nsource = \"smollm2\"\n{split}[task]\n{task}\nmax_len = 48\neval_examples = 1\n"
+                ),
+                metric,
+            ));
+        }
+    }
+    for (text, metric) in &cases {
+        let config = RunConfig::from_toml(&format!("{text}{common}"), &[])
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let record = jobs::train(&config, true)
+            .unwrap_or_else(|e| panic!("{e:#}\n{text}"))
+            .record;
+        assert_eq!(record["after"]["metric"], *metric, "{text}");
+        assert!(record["steps"].as_u64().unwrap() >= 1);
+        assert!(
+            record["after"]["value"].as_f64().unwrap().is_finite(),
+            "{record}"
+        );
+    }
+    if !cases.is_empty() {
+        assert_eq!(records::read(&records_path).unwrap().len(), cases.len());
+    }
+}
