@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use splitlm_defenses::DefenseConfig;
 use splitlm_device::DeviceSpec;
 use splitlm_nn::generate::Sampling;
 use splitlm_partition::{Partition, Trainability};
@@ -33,6 +34,9 @@ pub struct RunConfig {
     /// The training loop.
     #[serde(default)]
     pub train: FitConfig,
+    /// Defenses the data party applies, in order (`[[defenses]]` tables).
+    #[serde(default)]
+    pub defenses: Vec<DefenseConfig>,
     /// Decoding, for generation tasks and `splitlm generate`.
     #[serde(default)]
     pub generate: Sampling,
@@ -439,6 +443,15 @@ impl RunConfig {
         self.generate
             .validate()
             .map_err(|e| ConfigError::invalid("generate", e.to_string()))?;
+        if let Err(e) = DefenseConfig::build_all(&self.defenses, 0) {
+            return Err(ConfigError::invalid("defenses", e.to_string()));
+        }
+        if !self.defenses.is_empty() && self.split.partition.is_none() {
+            return Err(ConfigError::invalid(
+                "defenses",
+                "defenses act between parties: set split.partition",
+            ));
+        }
         if self.task.max_len() < 8 {
             return Err(ConfigError::invalid(
                 "task.max_len",
@@ -532,6 +545,22 @@ mod tests {
         check(&["train.resume=true"], "checkpoint_dir");
         check(&["nonsense"], "key=value");
         check(&["task.kind=poetry"], "poetry");
+    }
+
+    #[test]
+    fn defenses_are_read_and_checked() {
+        let split = "[split]\npartition = { kind = \"head_tail\", n_head = 2 }\n";
+        let text = format!(
+            "{MINIMAL}\n{split}[[defenses]]\nkind = \"laplace_dp\"\nepsilon = 5.0\nsensitivity = 81.82\ntarget = \"activations\"\n"
+        );
+        let c = RunConfig::from_toml(&text, &[]).unwrap();
+        assert_eq!(c.defenses.len(), 1);
+        let bad = text.replace("epsilon = 5.0", "epsilon = -1.0");
+        let err = RunConfig::from_toml(&bad, &[]).unwrap_err().to_string();
+        assert!(err.contains("defenses") && err.contains("epsilon"), "{err}");
+        let unsplit = text.replace(split, "");
+        let err = RunConfig::from_toml(&unsplit, &[]).unwrap_err().to_string();
+        assert!(err.contains("split.partition"), "{err}");
     }
 
     #[test]

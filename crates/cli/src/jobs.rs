@@ -41,7 +41,7 @@ fn setting_record(config: &RunConfig, model: &Model, setting: &str) -> serde_jso
         "optimizer": config.optimizer,
         "train": config.train,
         "seed": config.train.seed,
-        "defense": null,
+        "defenses": config.defenses,
         "attack": null,
     })
 }
@@ -187,6 +187,14 @@ pub fn train(config: &RunConfig, quiet: bool) -> Result<Outcome> {
     table
         .row("model · setting", format!("{} · {setting}", model.name))
         .row("task", config.task.name())
+        .row(
+            "defenses",
+            if config.defenses.is_empty() {
+                "none".to_string()
+            } else {
+                serde_json::to_string(&config.defenses).unwrap_or_default()
+            },
+        )
         .row(
             format!("{} (before → after)", after.metric),
             format!("{:.4} → {:.4}", before.value, after.value),

@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod jobs;
 pub mod records;
+pub mod scores;
 pub mod session;
 pub mod task;
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use burn::tensor::Device;
 use splitlm_assets::Asset;
+use splitlm_defenses::DefenseConfig;
 use splitlm_nn::{SliceSpec, TaskHead};
 use splitlm_party::{DataParty, ModelParty, PartySlice};
 use splitlm_protocol::{Limits, in_process_pair};
@@ -116,12 +117,13 @@ pub fn build(
         .as_ref()
         .map(|s| slice(s, &data_device))
         .transpose()?;
-    let data = DataParty::connect(
+    let mut data = DataParty::connect(
         slice(&slices.data_head, &data_device)?,
         tail,
         Box::new(data_end),
         &config.split.data_party,
     )?;
+    data.set_defenses(DefenseConfig::build_all(&config.defenses, seed)?);
     Ok((
         Run::Split(Box::new(Split::new(data, model_party, server))),
         partition.to_string(),

@@ -6,11 +6,13 @@
 //! differentiable in its input: the data party backpropagates the model party's gradient
 //! through it (noise passes gradients unchanged, a sparsity mask zeroes them).
 
+mod config;
 mod dp;
 mod sparsify;
 
 use burn::tensor::Tensor;
 
+pub use config::DefenseConfig;
 pub use dp::{DpTarget, GaussianDp, LaplaceDp, gaussian_sigma};
 pub use sparsify::Sparsification;
 
