@@ -15,11 +15,13 @@
 //! - [`party`]: the data party and the model party, optimizers and schedules.
 //! - [`tasks`]: datasets, batching, metrics and the training loop.
 //! - [`assets`]: the real demo models, fetched from package registries into a local cache.
+//! - [`attacks`]: what a curious model party infers from what it observed (label inference).
 //! - [`defenses`]: what the data party applies where its tensors cross (DP noise, sparsification).
 //! - [`cli`]: typed run configurations and the jobs of the `splitlm` command (train, eval,
 //!   generate), usable from other programs.
 
 pub use splitlm_assets as assets;
+pub use splitlm_attacks as attacks;
 pub use splitlm_bert as bert;
 pub use splitlm_checkpoint as checkpoint;
 pub use splitlm_cli as cli;

@@ -24,6 +24,7 @@
 mod data;
 mod error;
 mod model;
+mod observe;
 pub mod optim;
 mod slice;
 pub mod state;
@@ -32,6 +33,7 @@ pub mod wire;
 pub use data::{ByteCount, DataParty, SplitGeneration, TrainStep};
 pub use error::PartyError;
 pub use model::{ModelParty, SessionReport};
+pub use observe::{Observation, ObservationLimits};
 pub use optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 pub use slice::{NamedGradient, PartySlice};
 

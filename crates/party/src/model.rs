@@ -5,9 +5,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 use splitlm_nn::{HeadOutput, Hidden, KvCache, ModelError, TransformerSlice};
-use splitlm_protocol::{Message, Mode, PROTOCOL_VERSION, Role, Traffic, Transport, WireDType};
+use splitlm_protocol::{
+    Message, Mode, PROTOCOL_VERSION, Role, TensorFrame, Traffic, Transport, WireDType,
+};
 
 use crate::data::{check_step, unexpected};
+use crate::observe::{Observation, ObservationLimits, first_rows};
 use crate::slice::PartySlice;
 use crate::wire::{self, expect_shape};
 use crate::{PartyError, recv_expected};
@@ -32,6 +35,7 @@ pub struct SessionReport {
 struct Shared {
     slice: PartySlice,
     next_session: u64,
+    observer: Option<(ObservationLimits, Vec<Observation>)>,
 }
 
 /// The model party. Clones share one slice: several data parties can be served at once, one
@@ -58,6 +62,7 @@ impl ModelParty {
             shared: Arc::new(Mutex::new(Shared {
                 slice,
                 next_session: 0,
+                observer: None,
             })),
             device,
             wire_dtype,
@@ -67,6 +72,21 @@ impl ModelParty {
     /// Runs `f` on the slice as it stands (between steps).
     pub fn with_slice<R>(&self, f: impl FnOnce(&PartySlice) -> R) -> R {
         f(&self.lock().slice)
+    }
+
+    /// Records what this party receives during training from now on, within `limits` (the
+    /// attacker's view of an honest-but-curious server).
+    pub fn observe(&self, limits: ObservationLimits) {
+        self.lock().observer = Some((limits, Vec::new()));
+    }
+
+    /// What was recorded so far.
+    pub fn observations(&self) -> Vec<Observation> {
+        self.lock()
+            .observer
+            .as_ref()
+            .map(|(_, seen)| seen.clone())
+            .unwrap_or_default()
     }
 
     /// Saves the slice's trainable state into `dir` (see [`PartySlice::save_state`]); taken
@@ -140,6 +160,17 @@ impl ModelParty {
                     attention_mask,
                     positions,
                 } => {
+                    let watched = (mode == Mode::Train)
+                        .then(|| self.watching(report.train_steps))
+                        .flatten()
+                        .map(|max| {
+                            (
+                                first_rows(&hidden, max),
+                                first_rows(&attention_mask, max),
+                                max,
+                                session,
+                            )
+                        });
                     // Only training builds an autodiff graph.
                     let device = match mode {
                         Mode::Train => self.device.clone(),
@@ -156,7 +187,7 @@ impl ModelParty {
                     };
                     match mode {
                         Mode::Train => {
-                            self.train_step(transport, step, hidden)?;
+                            self.train_step(transport, step, hidden, watched)?;
                             report.train_steps += 1;
                         }
                         Mode::Eval => {
@@ -177,11 +208,20 @@ impl ModelParty {
         Ok(report)
     }
 
+    /// The sample limit when the `train_steps`-th training step of a session is recorded.
+    fn watching(&self, train_steps: u64) -> Option<usize> {
+        match &self.lock().observer {
+            Some((limits, _)) if train_steps < limits.steps => Some(limits.max_samples),
+            _ => None,
+        }
+    }
+
     fn train_step(
         &self,
         transport: &mut dyn Transport,
         step: u64,
         hidden: Hidden,
+        watched: Option<(TensorFrame, TensorFrame, usize, u64)>,
     ) -> Result<(), PartyError> {
         let mut shared = self.lock();
         let h1 = hidden.states.clone().require_grad();
@@ -199,6 +239,18 @@ impl ModelParty {
             }
             other => return Err(unexpected("Gradient", &other)),
         };
+        if let (Some((hidden, attention_mask, max, session)), Some((_, seen))) =
+            (watched, shared.observer.as_mut())
+        {
+            seen.push(Observation {
+                session,
+                step,
+                hidden,
+                attention_mask,
+                output_kind: kind,
+                output_grad: first_rows(&grad, max),
+            });
+        }
         let grad = wire::output_tensor(kind, &grad, &self.device)?;
         expect_shape(&grad.dims(), &packed.dims(), "the output gradient")?;
         let grads = (packed * grad).sum().backward();

@@ -1,0 +1,199 @@
+//! Label inference from the gradients the model party receives.
+
+use splitlm_protocol::OutputKind;
+
+use crate::{AttackError, AttackerView};
+
+/// One inferred label per observed sample, in observation order, with the attack's score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelGuess {
+    /// The inferred class.
+    pub label: usize,
+    /// How strongly the attack believes it (NS: the normalised gradient norm).
+    pub score: f64,
+}
+
+fn rows(view: &AttackerView, attack: &'static str) -> Result<Vec<Vec<f32>>, AttackError> {
+    let mut out = Vec::new();
+    for o in &view.observations {
+        let values = o.output_grad.to_f32().map_err(|e| AttackError {
+            attack,
+            reason: format!("step {}: {e}", o.step),
+        })?;
+        let b = o.output_grad.shape.first().copied().unwrap_or(0).max(1);
+        let width = values.len() / b;
+        out.extend(values.chunks(width.max(1)).map(<[f32]>::to_vec));
+    }
+    if out.is_empty() {
+        return Err(AttackError {
+            attack,
+            reason: "no training step was observed".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// DLS (Head–Tail, classifier on the model party): for softmax cross-entropy the gradient of
+/// the logits is `(p − onehot(y)) / b`, negative at the true class only — so the label is the
+/// gradient's arg-min. Recovery is exact without a defense.
+pub fn direct_label_scoring(view: &AttackerView) -> Result<Vec<LabelGuess>, AttackError> {
+    if let Some(o) = view
+        .observations
+        .iter()
+        .find(|o| o.output_kind != OutputKind::ClassLogits)
+    {
+        return Err(AttackError {
+            attack: "dls",
+            reason: format!(
+                "step {} returned {:?}; DLS needs the classifier on the model party (Head–Tail)",
+                o.step, o.output_kind
+            ),
+        });
+    }
+    Ok(rows(view, "dls")?
+        .into_iter()
+        .map(|g| {
+            let (label, value) = g
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::INFINITY),
+                    |best, (i, &v)| if v < best.1 { (i, v) } else { best },
+                );
+            LabelGuess {
+                label,
+                score: -(value as f64),
+            }
+        })
+        .collect())
+}
+
+/// NS (Li et al. 2022): the per-sample L2 norm of the received gradient, min–max normalised;
+/// samples above 0.5 are guessed positive (label 1). It exploits that the model is less sure
+/// of the rarer, positive class, whose samples then carry larger gradients.
+pub fn norm_scoring(view: &AttackerView) -> Result<Vec<LabelGuess>, AttackError> {
+    let norms: Vec<f64> = rows(view, "ns")?
+        .iter()
+        .map(|g| g.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt())
+        .collect();
+    let (lo, hi) = norms
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &n| {
+            (lo.min(n), hi.max(n))
+        });
+    let span = (hi - lo).max(f64::MIN_POSITIVE);
+    Ok(norms
+        .iter()
+        .map(|n| {
+            let score = (n - lo) / span;
+            LabelGuess {
+                label: usize::from(score > 0.5),
+                score,
+            }
+        })
+        .collect())
+}
+
+/// Area under the ROC curve of `scores` for `positives` (Mann–Whitney, ties counted half);
+/// `None` without both classes.
+pub fn roc_auc(scores: &[f64], positives: &[bool]) -> Option<f64> {
+    let pos: Vec<f64> = scores
+        .iter()
+        .zip(positives)
+        .filter(|(_, p)| **p)
+        .map(|(s, _)| *s)
+        .collect();
+    let neg: Vec<f64> = scores
+        .iter()
+        .zip(positives)
+        .filter(|(_, p)| !**p)
+        .map(|(s, _)| *s)
+        .collect();
+    if pos.is_empty() || neg.is_empty() {
+        return None;
+    }
+    let wins: f64 = pos
+        .iter()
+        .flat_map(|p| neg.iter().map(move |n| (p, n)))
+        .map(|(p, n)| {
+            if p > n {
+                1.0
+            } else if p == n {
+                0.5
+            } else {
+                0.0
+            }
+        })
+        .sum();
+    Some(wins / (pos.len() * neg.len()) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use splitlm_party::Observation;
+    use splitlm_protocol::{TensorFrame, WireDType};
+
+    use super::*;
+
+    fn view(kind: OutputKind, grads: &[Vec<f32>]) -> AttackerView {
+        let width = grads[0].len();
+        let flat: Vec<f32> = grads.concat();
+        let empty = TensorFrame::from_f32(vec![0], &[], WireDType::F32).unwrap();
+        AttackerView {
+            observations: vec![Observation {
+                session: 1,
+                step: 0,
+                hidden: empty.clone(),
+                attention_mask: empty,
+                output_kind: kind,
+                output_grad: TensorFrame::from_f32(vec![grads.len(), width], &flat, WireDType::F32)
+                    .unwrap(),
+            }],
+        }
+    }
+
+    #[test]
+    fn dls_reads_the_negative_entry() {
+        let v = view(
+            OutputKind::ClassLogits,
+            &[vec![0.2, -0.5, 0.3], vec![-0.1, 0.05, 0.05]],
+        );
+        let labels: Vec<usize> = direct_label_scoring(&v)
+            .unwrap()
+            .iter()
+            .map(|g| g.label)
+            .collect();
+        assert_eq!(labels, vec![1, 0]);
+        let err = direct_label_scoring(&view(OutputKind::Hidden, &[vec![0.0]]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Head–Tail"), "{err}");
+    }
+
+    #[test]
+    fn ns_scores_by_gradient_norm() {
+        // p = (0.8, 0.2) for everyone: a positive's gradient p − onehot(1) = (0.8, −0.8) is 4×
+        // a negative's (−0.2, 0.2).
+        let grads = [
+            vec![0.8, -0.8],
+            vec![-0.2, 0.2],
+            vec![0.8, -0.8],
+            vec![-0.2, 0.2],
+        ];
+        let guesses = norm_scoring(&view(OutputKind::ClassLogits, &grads)).unwrap();
+        assert_eq!(
+            guesses.iter().map(|g| g.label).collect::<Vec<_>>(),
+            vec![1, 0, 1, 0]
+        );
+        let scores: Vec<f64> = guesses.iter().map(|g| g.score).collect();
+        assert_eq!(roc_auc(&scores, &[true, false, true, false]), Some(1.0));
+    }
+
+    #[test]
+    fn auc_counts_ties_half() {
+        assert_eq!(roc_auc(&[0.5, 0.5], &[true, false]), Some(0.5));
+        assert_eq!(roc_auc(&[0.1, 0.9, 0.4], &[false, true, true]), Some(1.0));
+        assert_eq!(roc_auc(&[0.9, 0.1], &[false, true]), Some(0.0));
+        assert_eq!(roc_auc(&[0.3], &[true]), None);
+    }
+}

@@ -1,0 +1,57 @@
+//! What an honest-but-curious model party can keep of what it legitimately receives: the
+//! activations and masks of training steps and the gradients of its outputs (DESIGN.md §1.4).
+//! Attacks work from these records only; nothing here reaches into the data party.
+
+use splitlm_protocol::{OutputKind, TensorFrame};
+
+/// How much the model party records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObservationLimits {
+    /// The first this many training steps of each session are recorded.
+    pub steps: u64,
+    /// At most this many samples (batch rows) of each step are kept.
+    pub max_samples: usize,
+}
+
+impl Default for ObservationLimits {
+    fn default() -> Self {
+        Self {
+            steps: 1,
+            max_samples: 64,
+        }
+    }
+}
+
+/// One training step as the model party saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// The data party's session.
+    pub session: u64,
+    /// The step id.
+    pub step: u64,
+    /// Activations received, `[b, s, d]`.
+    pub hidden: TensorFrame,
+    /// Their attention mask, `[b, s]`.
+    pub attention_mask: TensorFrame,
+    /// What the model party returned.
+    pub output_kind: OutputKind,
+    /// The gradient of that output it received back.
+    pub output_grad: TensorFrame,
+}
+
+/// The first `n` rows (outermost index) of a frame.
+pub(crate) fn first_rows(frame: &TensorFrame, n: usize) -> TensorFrame {
+    let Some(&rows) = frame.shape.first() else {
+        return frame.clone();
+    };
+    let n = n.min(rows);
+    let row_bytes = frame.data.len() / rows.max(1);
+    let mut shape = frame.shape.clone();
+    shape[0] = n;
+    TensorFrame {
+        dtype: frame.dtype,
+        shape,
+        data: frame.data[..n * row_bytes].to_vec(),
+    }
+}
