@@ -108,9 +108,11 @@ pub fn default_lora_targets(family: &str) -> &'static [&'static str] {
     }
 }
 
-/// Which parameters of a party's slices train.
+/// Which parameters of a party's slices train. In configuration, `embeddings` defaults to
+/// `true` for full fine-tuning and to `false` with `strategy = "lora"` (as
+/// [`Trainability::lora`]): LoRA means adapters, not full-weight embeddings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "TrainabilityConfig")]
 pub struct Trainability {
     /// Full fine-tuning, LoRA or frozen.
     pub strategy: Strategy,
@@ -122,6 +124,43 @@ pub struct Trainability {
     pub task_head: bool,
     /// Adapter settings, used by `strategy = "lora"`.
     pub lora: LoraSettings,
+}
+
+/// [`Trainability`] as written in a configuration, before defaults that depend on the
+/// strategy are filled in.
+#[derive(serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TrainabilityConfig {
+    strategy: Strategy,
+    embeddings: Option<bool>,
+    blocks: BlockSet,
+    task_head: bool,
+    lora: LoraSettings,
+}
+
+impl Default for TrainabilityConfig {
+    fn default() -> Self {
+        let t = Trainability::default();
+        Self {
+            strategy: t.strategy,
+            embeddings: None,
+            blocks: t.blocks,
+            task_head: t.task_head,
+            lora: t.lora,
+        }
+    }
+}
+
+impl From<TrainabilityConfig> for Trainability {
+    fn from(c: TrainabilityConfig) -> Self {
+        Self {
+            embeddings: c.embeddings.unwrap_or(c.strategy != Strategy::Lora),
+            strategy: c.strategy,
+            blocks: c.blocks,
+            task_head: c.task_head,
+            lora: c.lora,
+        }
+    }
 }
 
 impl Default for Trainability {
@@ -400,6 +439,16 @@ mod tests {
         assert_eq!(t.strategy, Strategy::Lora);
         assert_eq!(t.blocks, BlockSet::Ids(vec![0, 2]));
         assert_eq!((t.lora.rank, t.lora.alpha), (8, 32.0));
+        assert!(
+            !t.embeddings,
+            "LoRA leaves the embeddings frozen unless asked"
+        );
+        assert!(
+            parse(r#"{"strategy":"lora","embeddings":true}"#)
+                .unwrap()
+                .embeddings
+        );
+        assert_eq!(parse("{}").unwrap(), Trainability::default());
         assert!(t.validate(6).is_ok());
         let err = t.validate(2).unwrap_err().to_string();
         assert!(err.contains("block 2") && err.contains("2 blocks"), "{err}");
