@@ -33,11 +33,25 @@ impl BertEmbeddings {
 
     /// `[batch, seq, hidden]` embeddings of the tokens at `positions`.
     pub fn forward(&self, tokens: &TokenBatch, positions: Tensor<2, Int>) -> Tensor<3> {
+        self.forward_words(
+            self.words.forward(tokens.input_ids.clone()),
+            tokens,
+            positions,
+        )
+    }
+
+    /// [`BertEmbeddings::forward`] with the word vectors given instead of looked up.
+    pub fn forward_words(
+        &self,
+        words: Tensor<3>,
+        tokens: &TokenBatch,
+        positions: Tensor<2, Int>,
+    ) -> Tensor<3> {
         let token_types = tokens
             .token_type_ids
             .clone()
             .unwrap_or_else(|| tokens.input_ids.zeros_like());
-        let x = self.words.forward(tokens.input_ids.clone())
+        let x = words
             + self.positions.forward(positions + self.position_offset)
             + self.token_types.forward(token_types);
         self.norm.forward(x)

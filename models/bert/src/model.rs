@@ -123,6 +123,19 @@ impl TransformerSlice for BertModel {
         })
     }
 
+    fn embed_vectors(&self, words: Tensor<3>, tokens: &TokenBatch) -> Result<Hidden, ModelError> {
+        let embeddings = self
+            .embeddings
+            .as_ref()
+            .ok_or_else(|| missing_part("embeddings", &self.spec))?;
+        let positions = tokens.positions();
+        Ok(Hidden {
+            states: embeddings.forward_words(words, tokens, positions.clone()),
+            attention_mask: tokens.attention_mask.clone(),
+            positions,
+        })
+    }
+
     fn forward_blocks(
         &self,
         hidden: Hidden,

@@ -130,11 +130,17 @@ impl TransformerSlice for Gpt2Model {
             .embeddings
             .as_ref()
             .ok_or_else(|| missing_part("embeddings", &self.spec))?;
+        self.embed_vectors(embeddings.wte.forward(tokens.input_ids.clone()), tokens)
+    }
+
+    fn embed_vectors(&self, words: Tensor<3>, tokens: &TokenBatch) -> Result<Hidden, ModelError> {
+        let embeddings = self
+            .embeddings
+            .as_ref()
+            .ok_or_else(|| missing_part("embeddings", &self.spec))?;
         let positions = tokens.positions();
-        let states = embeddings.wte.forward(tokens.input_ids.clone())
-            + embeddings.wpe.forward(positions.clone());
         Ok(Hidden {
-            states,
+            states: words + embeddings.wpe.forward(positions.clone()),
             attention_mask: tokens.attention_mask.clone(),
             positions,
         })

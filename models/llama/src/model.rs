@@ -101,8 +101,15 @@ impl TransformerSlice for LlamaModel {
             .embeddings
             .as_ref()
             .ok_or_else(|| missing_part("embeddings", &self.spec))?;
+        self.embed_vectors(embed.forward(tokens.input_ids.clone()), tokens)
+    }
+
+    fn embed_vectors(&self, words: Tensor<3>, tokens: &TokenBatch) -> Result<Hidden, ModelError> {
+        if self.embeddings.is_none() {
+            return Err(missing_part("embeddings", &self.spec));
+        }
         Ok(Hidden {
-            states: embed.forward(tokens.input_ids.clone()),
+            states: words,
             attention_mask: tokens.attention_mask.clone(),
             positions: tokens.positions(),
         })

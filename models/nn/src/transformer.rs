@@ -1,5 +1,7 @@
 //! The interface every family's core offers, whatever slice of the model it holds.
 
+use burn::tensor::Tensor;
+
 use crate::{HeadOutput, Hidden, KvCache, ModelError, SliceSpec, TokenBatch};
 
 /// A slice of a transformer: optional embeddings, a range of blocks, optional top (final norm
@@ -16,6 +18,12 @@ pub trait TransformerSlice {
 
     /// Embeds tokens. Errors if the slice holds no embeddings.
     fn embed(&self, tokens: &TokenBatch) -> Result<Hidden, ModelError>;
+
+    /// Embeds given word vectors `[b, s, hidden]` in place of the token lookup, adding what the
+    /// family adds to them (positions, segments, normalisation); `tokens` gives the mask and
+    /// the segment ids. What inversion attacks optimise through. Errors if the slice holds no
+    /// embeddings.
+    fn embed_vectors(&self, words: Tensor<3>, tokens: &TokenBatch) -> Result<Hidden, ModelError>;
 
     /// Runs the slice's blocks. With a cache (decoders only), keys and values of the new
     /// positions are appended to it and attention covers everything cached.

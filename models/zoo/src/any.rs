@@ -83,6 +83,10 @@ impl TransformerSlice for AnyModel {
         each_family!(self, m => m.embed(tokens))
     }
 
+    fn embed_vectors(&self, words: Tensor<3>, tokens: &TokenBatch) -> Result<Hidden, ModelError> {
+        each_family!(self, m => m.embed_vectors(words, tokens))
+    }
+
     fn forward_blocks(
         &self,
         hidden: Hidden,
