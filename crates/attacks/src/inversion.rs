@@ -4,9 +4,11 @@
 //! optimise dummy word vectors (initialised at zero) with Adam so that the head maps them onto
 //! the observed activations, then read each position as the token whose embedding is most
 //! cosine-similar. The reference's defaults: lr 1e-2 and 100 steps (BERT), lr 1e-3 and 400
-//! steps (GPT-2).
+//! steps (GPT-2). RWI relaxes the tokens instead: per-position logits whose tempered softmax
+//! mixes embedding rows (T 0.05, lr 5e-3, 300 steps), decoded by arg-max.
 
 use burn::module::Module;
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use splitlm_nn::{TokenBatch, TransformerSlice};
 use splitlm_zoo::AnyModel;
@@ -32,6 +34,28 @@ impl Default for VmiSettings {
     }
 }
 
+/// RWI settings (relaxation-based white-box inversion, Song & Raghunathan 2020).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RwiSettings {
+    /// Adam steps.
+    pub steps: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Softmax temperature of the relaxed tokens.
+    pub temperature: f64,
+}
+
+impl Default for RwiSettings {
+    fn default() -> Self {
+        Self {
+            steps: 300,
+            lr: 5e-3,
+            temperature: 0.05,
+        }
+    }
+}
+
 /// The recovered tokens of one observed sample (its real positions only).
 pub type Recovered = Vec<u32>;
 
@@ -48,6 +72,32 @@ pub fn vmi(
     view: &AttackerView,
     head: &AnyModel,
     settings: &VmiSettings,
+    device: &Device,
+) -> Result<Vec<Recovered>, AttackError> {
+    invert_all(view, head, Method::Vmi(*settings), device)
+}
+
+/// Runs RWI: optimises per-position logits `Z [s, vocab]` whose tempered softmax mixes the
+/// embedding rows fed to the head; each position decodes to `argmax Z`.
+pub fn rwi(
+    view: &AttackerView,
+    head: &AnyModel,
+    settings: &RwiSettings,
+    device: &Device,
+) -> Result<Vec<Recovered>, AttackError> {
+    invert_all(view, head, Method::Rwi(*settings), device)
+}
+
+#[derive(Clone, Copy)]
+enum Method {
+    Vmi(VmiSettings),
+    Rwi(RwiSettings),
+}
+
+fn invert_all(
+    view: &AttackerView,
+    head: &AnyModel,
+    method: Method,
     device: &Device,
 ) -> Result<Vec<Recovered>, AttackError> {
     let head = head.clone().fork(device);
@@ -72,15 +122,41 @@ pub fn vmi(
             attention_mask: Tensor::from_data(TensorData::new(mask.clone(), [b, s]), device),
             token_type_ids: None,
         };
-        let words = invert(
-            &head,
-            &tokens,
+        let [vocab, width] = vocabulary.dims();
+        let fit = Fit {
+            head: &head,
+            tokens: &tokens,
             target,
-            vocabulary.dims()[1],
-            settings,
             device,
-        )?;
-        let ids = nearest_tokens(words, vocabulary.clone());
+            steps: 0,
+            lr: 0.0,
+        };
+        let ids = match method {
+            Method::Vmi(settings) => {
+                let fit = Fit {
+                    steps: settings.steps,
+                    lr: settings.lr,
+                    ..fit
+                };
+                nearest_tokens(fit.run([b, s, width], |w| w)?, vocabulary.clone())
+            }
+            Method::Rwi(settings) => {
+                let fit = Fit {
+                    steps: settings.steps,
+                    lr: settings.lr,
+                    ..fit
+                };
+                let table = Tensor::from_inner(vocabulary.clone());
+                let t = settings.temperature;
+                let logits = fit.run([b, s, vocab], |z| {
+                    softmax(z / t, 2)
+                        .reshape([b * s, vocab])
+                        .matmul(table.clone())
+                        .reshape([b, s, width])
+                })?;
+                argmax_last(logits)
+            }
+        };
         for row in 0..b {
             recovered.push(
                 (0..s)
@@ -93,50 +169,76 @@ pub fn vmi(
     Ok(recovered)
 }
 
-/// Adam on word vectors `[b, s, width]` so that the head's output matches `target`.
-fn invert(
-    head: &AnyModel,
-    tokens: &TokenBatch,
+/// One inversion problem: make the head's output on the mask's real positions match `target`.
+struct Fit<'a> {
+    head: &'a AnyModel,
+    tokens: &'a TokenBatch,
     target: Tensor<3>,
-    width: usize,
-    settings: &VmiSettings,
-    device: &Device,
-) -> Result<Tensor<3>, AttackError> {
-    let [b, s, _] = target.dims();
-    let (beta1, beta2, eps) = (0.9f64, 0.999f64, 1e-8f64);
-    let inner = device.clone().inner();
-    let mut words = Tensor::<3>::zeros([b, s, width], &inner);
-    let mut m = words.zeros_like();
-    let mut v = words.zeros_like();
-    let mask = tokens
-        .attention_mask
-        .clone()
-        .inner()
-        .float()
-        .unsqueeze_dim::<3>(2);
-    for step in 1..=settings.steps {
-        let leaf = Tensor::from_inner(words.clone()).require_grad();
-        let hidden = head
-            .forward_blocks(
-                head.embed_vectors(leaf.clone(), tokens)
-                    .map_err(|e| fail(e.to_string()))?,
-                None,
-            )
-            .map_err(|e| fail(e.to_string()))?;
-        let diff =
-            (hidden.states - Tensor::from_inner(target.clone())) * Tensor::from_inner(mask.clone());
-        let loss = diff.powi_scalar(2).mean();
-        let grads = loss.backward();
-        let g = leaf
-            .grad(&grads)
-            .ok_or_else(|| fail("no gradient reached the inputs"))?;
-        m = m * beta1 + g.clone() * (1.0 - beta1);
-        v = v * beta2 + g.powi_scalar(2) * (1.0 - beta2);
-        let m_hat = m.clone() / (1.0 - beta1.powi(step as i32));
-        let v_hat = v.clone() / (1.0 - beta2.powi(step as i32));
-        words = words - m_hat * settings.lr / (v_hat.sqrt() + eps);
+    steps: usize,
+    lr: f64,
+    device: &'a Device,
+}
+
+impl Fit<'_> {
+    /// Adam on a variable of `shape` (initialised at zero) that `to_words` maps to the word
+    /// vectors fed to the head; returns the variable.
+    fn run(
+        &self,
+        shape: [usize; 3],
+        to_words: impl Fn(Tensor<3>) -> Tensor<3>,
+    ) -> Result<Tensor<3>, AttackError> {
+        let (beta1, beta2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+        let mut x = Tensor::<3>::zeros(shape, &self.device.clone().inner());
+        let mut m = x.zeros_like();
+        let mut v = x.zeros_like();
+        let mask = self
+            .tokens
+            .attention_mask
+            .clone()
+            .inner()
+            .float()
+            .unsqueeze_dim::<3>(2);
+        let target = Tensor::from_inner(self.target.clone());
+        let mask = Tensor::from_inner(mask);
+        for step in 1..=self.steps {
+            let leaf = Tensor::from_inner(x.clone()).require_grad();
+            let embedded = self
+                .head
+                .embed_vectors(to_words(leaf.clone()), self.tokens)
+                .map_err(|e| fail(e.to_string()))?;
+            let hidden = self
+                .head
+                .forward_blocks(embedded, None)
+                .map_err(|e| fail(e.to_string()))?;
+            let loss = ((hidden.states - target.clone()) * mask.clone())
+                .powi_scalar(2)
+                .mean();
+            let grads = loss.backward();
+            let g = leaf
+                .grad(&grads)
+                .ok_or_else(|| fail("no gradient reached the inputs"))?;
+            m = m * beta1 + g.clone() * (1.0 - beta1);
+            v = v * beta2 + g.powi_scalar(2) * (1.0 - beta2);
+            let m_hat = m.clone() / (1.0 - beta1.powi(step as i32));
+            let v_hat = v.clone() / (1.0 - beta2.powi(step as i32));
+            x = x - m_hat * self.lr / (v_hat.sqrt() + eps);
+        }
+        Ok(x)
     }
-    Ok(words)
+}
+
+/// The arg-max over the last axis of `[b, s, vocab]`, flattened.
+fn argmax_last(logits: Tensor<3>) -> Vec<u32> {
+    let [b, s, vocab] = logits.dims();
+    logits
+        .reshape([b * s, vocab])
+        .argmax(1)
+        .into_data()
+        .try_into_vec_as::<i64>()
+        .expect("int ids")
+        .into_iter()
+        .map(|i| i as u32)
+        .collect()
 }
 
 /// For each position of `[b, s, width]`, the vocabulary row of highest cosine similarity.

@@ -2,12 +2,12 @@
 //! [`AttackerView`]: what the model party recorded of its own traffic
 //! ([`splitlm_party::ModelParty::observe`]), never the data party's objects.
 //!
-//! Label inference: DLS (direct label scoring) and NS (norm scoring). Input inversion: VMI.
+//! Label inference: DLS (direct label scoring) and NS (norm scoring). Input inversion: VMI and RWI.
 
 mod inversion;
 mod label;
 
-pub use inversion::{Recovered, VmiSettings, token_precision_recall, vmi};
+pub use inversion::{Recovered, RwiSettings, VmiSettings, rwi, token_precision_recall, vmi};
 pub use label::{LabelGuess, direct_label_scoring, norm_scoring, roc_auc};
 
 use splitlm_party::Observation;

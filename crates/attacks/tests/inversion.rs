@@ -3,7 +3,7 @@
 //! them. With embeddings only (n_head = 0) the tokens come back; deeper heads hide more.
 
 use burn::tensor::Device;
-use splitlm_attacks::{AttackerView, VmiSettings, token_precision_recall, vmi};
+use splitlm_attacks::{AttackerView, RwiSettings, VmiSettings, rwi, token_precision_recall, vmi};
 use splitlm_device::DeviceSpec;
 use splitlm_nn::testing::{Fixture, fixtures_dir};
 use splitlm_nn::{Labels, TaskHead, TokenBatch};
@@ -16,8 +16,15 @@ fn cpu() -> Device {
     DeviceSpec::Cpu.device().unwrap().autodiff()
 }
 
-/// Mean token recall of VMI against a Head–Tail split with `n_head` blocks at the data party.
-fn vmi_recall(fixture: &str, task: TaskHead, n_head: usize, settings: &VmiSettings) -> f64 {
+#[derive(Clone, Copy)]
+enum Attack {
+    Vmi(VmiSettings),
+    Rwi(RwiSettings),
+}
+
+/// Mean token recall of an inversion against a Head–Tail split with `n_head` blocks at the
+/// data party.
+fn recall(fixture: &str, task: TaskHead, n_head: usize, attack: Attack) -> f64 {
     let device = cpu();
     let ckpt = Checkpoint::open(&fixtures_dir().join("models").join(fixture)).unwrap();
     let slices = Partition::head_tail(n_head)
@@ -60,7 +67,10 @@ fn vmi_recall(fixture: &str, task: TaskHead, n_head: usize, settings: &VmiSettin
     let view = AttackerView {
         observations: model.observations(),
     };
-    let recovered = vmi(&view, &prior, settings, &device).unwrap();
+    let recovered = match attack {
+        Attack::Vmi(settings) => vmi(&view, &prior, &settings, &device).unwrap(),
+        Attack::Rwi(settings) => rwi(&view, &prior, &settings, &device).unwrap(),
+    };
     let s = batch.dims()[1];
     let ids = batch
         .input_ids
@@ -94,7 +104,7 @@ fn vmi_recovers_tokens_from_an_embeddings_only_head_and_less_through_blocks() {
         ("bert", TaskHead::SequenceClassification { num_labels: 3 }),
     ] {
         let recalls: Vec<f64> = (0..3)
-            .map(|n| vmi_recall(fixture, task, n, &settings))
+            .map(|n| recall(fixture, task, n, Attack::Vmi(settings)))
             .collect();
         eprintln!("VMI recall, {fixture}, n_head 0/1/2: {recalls:?}");
         assert!(recalls[0] >= 0.95, "{fixture}: {recalls:?}");
@@ -107,4 +117,15 @@ fn vmi_recovers_tokens_from_an_embeddings_only_head_and_less_through_blocks() {
             assert!(recalls[2] < 0.5 * recalls[0], "{recalls:?}");
         }
     }
+}
+
+#[test]
+fn rwi_recovers_tokens_from_an_embeddings_only_head() {
+    let settings = RwiSettings::default();
+    let recalls: Vec<f64> = (0..3)
+        .map(|n| recall("llama", TaskHead::CausalLm, n, Attack::Rwi(settings)))
+        .collect();
+    eprintln!("RWI recall, llama, n_head 0/1/2: {recalls:?}");
+    assert!(recalls[0] >= 0.95, "{recalls:?}");
+    assert!(recalls[2] <= recalls[0], "{recalls:?}");
 }
