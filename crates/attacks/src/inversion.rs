@@ -250,14 +250,8 @@ fn nearest_tokens(words: Tensor<3>, vocabulary: Tensor<2>) -> Vec<u32> {
     };
     let w = unit(words.reshape([b * s, width]));
     let e = unit(vocabulary);
-    w.matmul(e.transpose())
-        .argmax(1)
-        .into_data()
-        .try_into_vec_as::<i64>()
-        .expect("int ids")
-        .into_iter()
-        .map(|i| i as u32)
-        .collect()
+    let vocab = e.dims()[0];
+    argmax_last(w.matmul(e.transpose()).reshape([b, s, vocab]))
 }
 
 /// The reference's inversion AP: bag-of-tokens precision and recall (order ignored, each

@@ -79,7 +79,7 @@ pub enum TaskData {
         encoder: LmEncoder,
         /// Training pairs.
         train: Vec<PromptPair>,
-        /// Held-out pairs and the reference each answer is scored against.
+        /// Held-out pairs and the reference (as plain text) each answer is scored against.
         eval: Vec<(PromptPair, String)>,
         /// Ids that end a generated answer.
         stop: Vec<u32>,
@@ -371,8 +371,7 @@ impl TaskData {
                     let prompt = encoder.ids(&pair.prompt)?;
                     let generated = learner.generate(&prompt, &sampling)?;
                     let text = encoder.decode(&generated.generation.tokens)?;
-                    let reference = encoder.decode(&encoder.ids(reference)?)?;
-                    pairs.push((reference, text));
+                    pairs.push((reference.clone(), text));
                 }
                 Ok(score_texts(*metric, pairs))
             }
@@ -469,6 +468,15 @@ impl Generation {
         let items: Vec<(PromptPair, String)> = pairs.into_iter().zip(references).collect();
         let fraction = (eval_examples.max(1) as f64 / items.len() as f64).min(0.5);
         let (train, eval) = train_test_split(&items, fraction, seed);
+        // References as the model's decoded text would read them (template markers dropped),
+        // computed once rather than at every evaluation.
+        let eval = cap(eval, eval_examples)
+            .into_iter()
+            .map(|(pair, reference)| {
+                let plain = self.encoder.decode(&self.encoder.ids(&reference)?)?;
+                Ok((pair, plain))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let stop = ["<|im_end|>", "<|endoftext|>", "</s>"]
             .iter()
             .filter_map(|t| self.encoder.tokenizer().token_to_id(t))
@@ -476,7 +484,7 @@ impl Generation {
         Ok(TaskData::Generation {
             encoder: self.encoder,
             train: cap(train.into_iter().map(|(p, _)| p).collect(), train_examples),
-            eval: cap(eval, eval_examples),
+            eval,
             stop,
             metric: self.metric,
         })

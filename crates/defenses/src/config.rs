@@ -1,6 +1,6 @@
 //! Defenses as configuration: one `[[defenses]]` table per defense in a run's TOML.
 
-use crate::{Defense, DefenseError, Defenses, DpTarget, GaussianDp, LaplaceDp, Sparsification};
+use crate::{Defense, DefenseError, Defenses, DpNoise, DpTarget, Sparsification};
 
 /// One defense's settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -54,13 +54,13 @@ impl DefenseConfig {
                 sensitivity,
                 clip,
                 target,
-            } => Box::new(LaplaceDp::new(epsilon, sensitivity, clip, target, seed)?),
+            } => Box::new(DpNoise::laplace(epsilon, sensitivity, clip, target, seed)?),
             DefenseConfig::GaussianDp {
                 epsilon,
                 delta,
                 clip,
                 target,
-            } => Box::new(GaussianDp::new(epsilon, delta, clip, target, seed)?),
+            } => Box::new(DpNoise::gaussian(epsilon, delta, clip, target, seed)?),
             DefenseConfig::Sparsification {
                 rate,
                 target,

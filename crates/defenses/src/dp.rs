@@ -35,54 +35,111 @@ fn clip_rows(x: Tensor<3>, bound: f32) -> Tensor<3> {
     x * scale
 }
 
-/// Laplace noise of scale `b = sensitivity / epsilon` on every element.
+/// The noise distribution and the parameters it comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mechanism {
+    /// Laplace of scale `b = sensitivity / epsilon`.
+    Laplace { epsilon: f64, sensitivity: f64 },
+    /// Gaussian of σ from (ε, δ) and the clipping bound.
+    Gaussian { epsilon: f64, delta: f64 },
+}
+
+/// Differential-privacy noise on the crossing tensors: Laplace ([`DpNoise::laplace`]) or
+/// Gaussian ([`DpNoise::gaussian`]), after optional per-position clipping.
 #[derive(Debug, Clone)]
-pub struct LaplaceDp {
-    epsilon: f64,
-    sensitivity: f64,
+pub struct DpNoise {
+    mechanism: Mechanism,
     clip: Option<f32>,
     target: DpTarget,
     rng: SplitMix64,
 }
 
-impl LaplaceDp {
+fn check(
+    defense: &'static str,
+    ok: bool,
+    reason: impl FnOnce() -> String,
+) -> Result<(), DefenseError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(DefenseError {
+            defense,
+            reason: reason(),
+        })
+    }
+}
+
+impl DpNoise {
     /// Laplace noise with privacy budget `epsilon` for a query of L1 `sensitivity` (the
     /// reference's Δf: BERT 81.82, GPT-2 110.2, RoBERTa 4.15; 0.2 on clipped gradients),
     /// positions first clipped to L2 norm `clip` if given.
-    pub fn new(
+    pub fn laplace(
         epsilon: f64,
         sensitivity: f64,
         clip: Option<f32>,
         target: DpTarget,
         seed: u64,
     ) -> Result<Self, DefenseError> {
-        let bad = |reason: String| {
-            Err(DefenseError {
-                defense: "laplace_dp",
-                reason,
-            })
-        };
-        if !(epsilon.is_finite() && epsilon > 0.0) {
-            return bad(format!("epsilon must be positive, got {epsilon}"));
-        }
-        if !(sensitivity.is_finite() && sensitivity > 0.0) {
-            return bad(format!("sensitivity must be positive, got {sensitivity}"));
-        }
-        if clip.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
-            return bad(format!("clip must be positive, got {clip:?}"));
-        }
+        let name = "laplace_dp";
+        check(name, epsilon.is_finite() && epsilon > 0.0, || {
+            format!("epsilon must be positive, got {epsilon}")
+        })?;
+        check(name, sensitivity.is_finite() && sensitivity > 0.0, || {
+            format!("sensitivity must be positive, got {sensitivity}")
+        })?;
+        check(name, clip.is_none_or(|c| c.is_finite() && c > 0.0), || {
+            format!("clip must be positive, got {clip:?}")
+        })?;
         Ok(Self {
-            epsilon,
-            sensitivity,
+            mechanism: Mechanism::Laplace {
+                epsilon,
+                sensitivity,
+            },
             clip,
             target,
             rng: SplitMix64::new(seed),
         })
     }
 
-    /// The noise scale `b`.
+    /// Gaussian noise for (`epsilon`, `delta`)-DP with positions clipped to L2 norm `clip`.
+    pub fn gaussian(
+        epsilon: f64,
+        delta: f64,
+        clip: f32,
+        target: DpTarget,
+        seed: u64,
+    ) -> Result<Self, DefenseError> {
+        let name = "gaussian_dp";
+        check(name, epsilon.is_finite() && epsilon > 0.0, || {
+            format!("epsilon must be positive, got {epsilon}")
+        })?;
+        check(name, delta > 0.0 && delta < 1.0, || {
+            format!("delta must be in (0, 1), got {delta}")
+        })?;
+        check(name, clip.is_finite() && clip > 0.0, || {
+            format!("clip must be positive, got {clip}")
+        })?;
+        Ok(Self {
+            mechanism: Mechanism::Gaussian { epsilon, delta },
+            clip: Some(clip),
+            target,
+            rng: SplitMix64::new(seed),
+        })
+    }
+
+    /// The noise's scale: Laplace's `b`, or the Gaussian's σ.
     pub fn scale(&self) -> f64 {
-        self.sensitivity / self.epsilon
+        match self.mechanism {
+            Mechanism::Laplace {
+                epsilon,
+                sensitivity,
+            } => sensitivity / epsilon,
+            Mechanism::Gaussian { epsilon, delta } => gaussian_sigma(
+                epsilon,
+                delta,
+                self.clip.expect("Gaussian noise clips") as f64,
+            ),
+        }
     }
 
     fn noisy(&mut self, x: Tensor<3>) -> Tensor<3> {
@@ -90,43 +147,20 @@ impl LaplaceDp {
             Some(c) => clip_rows(x, c),
             None => x,
         };
-        let b = self.scale();
+        let scale = self.scale();
+        let gaussian = matches!(self.mechanism, Mechanism::Gaussian { .. });
         let rng = &mut self.rng;
-        // Inverse CDF: u uniform in (−½, ½], x = −b·sign(u)·ln(1 − 2|u|).
         let noise = noise_like(&x, || {
-            let u = rng.uniform() - 0.5;
-            -b * u.signum() * (1.0 - 2.0 * u.abs()).max(f64::MIN_POSITIVE).ln()
+            if gaussian {
+                let (u1, u2) = (rng.uniform(), rng.uniform());
+                scale * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+            } else {
+                // Inverse CDF: u uniform in (−½, ½], x = −b·sign(u)·ln(1 − 2|u|).
+                let u = rng.uniform() - 0.5;
+                -scale * u.signum() * (1.0 - 2.0 * u.abs()).max(f64::MIN_POSITIVE).ln()
+            }
         });
         x + noise
-    }
-}
-
-impl Defense for LaplaceDp {
-    fn name(&self) -> &'static str {
-        "laplace_dp"
-    }
-
-    fn params(&self) -> serde_json::Value {
-        serde_json::json!({
-            "epsilon": self.epsilon, "sensitivity": self.sensitivity,
-            "clip": self.clip, "target": self.target, "scale": self.scale(),
-        })
-    }
-
-    fn on_activation(&mut self, hidden: Tensor<3>, _ctx: &HookContext) -> Tensor<3> {
-        if self.target.activations() {
-            self.noisy(hidden)
-        } else {
-            hidden
-        }
-    }
-
-    fn on_gradient(&mut self, grad: Tensor<3>, _ctx: &HookContext) -> Tensor<3> {
-        if self.target.gradients() {
-            self.noisy(grad)
-        } else {
-            grad
-        }
     }
 }
 
@@ -136,76 +170,32 @@ pub fn gaussian_sigma(epsilon: f64, delta: f64, clip: f64) -> f64 {
     clip * (2.0 * (1.25 / delta).ln()).sqrt() / epsilon
 }
 
-/// Gaussian noise of σ from (ε, δ) and the clipping bound, after per-position L2 clipping.
-#[derive(Debug, Clone)]
-pub struct GaussianDp {
-    epsilon: f64,
-    delta: f64,
-    clip: f32,
-    target: DpTarget,
-    rng: SplitMix64,
-}
-
-impl GaussianDp {
-    /// Gaussian noise for (`epsilon`, `delta`)-DP with positions clipped to L2 norm `clip`.
-    pub fn new(
-        epsilon: f64,
-        delta: f64,
-        clip: f32,
-        target: DpTarget,
-        seed: u64,
-    ) -> Result<Self, DefenseError> {
-        let bad = |reason: String| {
-            Err(DefenseError {
-                defense: "gaussian_dp",
-                reason,
-            })
-        };
-        if !(epsilon.is_finite() && epsilon > 0.0) {
-            return bad(format!("epsilon must be positive, got {epsilon}"));
-        }
-        if !(delta > 0.0 && delta < 1.0) {
-            return bad(format!("delta must be in (0, 1), got {delta}"));
-        }
-        if !(clip.is_finite() && clip > 0.0) {
-            return bad(format!("clip must be positive, got {clip}"));
-        }
-        Ok(Self {
-            epsilon,
-            delta,
-            clip,
-            target,
-            rng: SplitMix64::new(seed),
-        })
-    }
-
-    /// The noise's standard deviation.
-    pub fn sigma(&self) -> f64 {
-        gaussian_sigma(self.epsilon, self.delta, self.clip as f64)
-    }
-
-    fn noisy(&mut self, x: Tensor<3>) -> Tensor<3> {
-        let x = clip_rows(x, self.clip);
-        let sigma = self.sigma();
-        let rng = &mut self.rng;
-        let noise = noise_like(&x, || {
-            let (u1, u2) = (rng.uniform(), rng.uniform());
-            sigma * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-        });
-        x + noise
-    }
-}
-
-impl Defense for GaussianDp {
+impl Defense for DpNoise {
     fn name(&self) -> &'static str {
-        "gaussian_dp"
+        match self.mechanism {
+            Mechanism::Laplace { .. } => "laplace_dp",
+            Mechanism::Gaussian { .. } => "gaussian_dp",
+        }
     }
 
     fn params(&self) -> serde_json::Value {
-        serde_json::json!({
-            "epsilon": self.epsilon, "delta": self.delta, "clip": self.clip,
-            "target": self.target, "sigma": self.sigma(),
-        })
+        let common = serde_json::json!({
+            "clip": self.clip, "target": self.target, "scale": self.scale(),
+        });
+        let specific = match self.mechanism {
+            Mechanism::Laplace {
+                epsilon,
+                sensitivity,
+            } => serde_json::json!({ "epsilon": epsilon, "sensitivity": sensitivity }),
+            Mechanism::Gaussian { epsilon, delta } => {
+                serde_json::json!({ "epsilon": epsilon, "delta": delta })
+            }
+        };
+        let mut params = common;
+        if let (Some(p), serde_json::Value::Object(extra)) = (params.as_object_mut(), specific) {
+            p.extend(extra);
+        }
+        params
     }
 
     fn on_activation(&mut self, hidden: Tensor<3>, _ctx: &HookContext) -> Tensor<3> {
@@ -264,7 +254,7 @@ mod tests {
 
     #[test]
     fn laplace_noise_has_the_scale_sensitivity_over_epsilon() {
-        let mut dp = LaplaceDp::new(2.0, 1.0, None, DpTarget::Activations, 1).unwrap();
+        let mut dp = DpNoise::laplace(2.0, 1.0, None, DpTarget::Activations, 1).unwrap();
         assert_eq!(dp.scale(), 0.5);
         let x = constant(3.0, [4, 64, 128]);
         let noise: Vec<f64> = values(dp.on_activation(x, &CTX))
@@ -283,9 +273,9 @@ mod tests {
 
     #[test]
     fn gaussian_noise_has_the_sigma_of_epsilon_delta_and_clip() {
-        let mut dp = GaussianDp::new(1.0, 1e-5, 1.0, DpTarget::Gradients, 2).unwrap();
+        let mut dp = DpNoise::gaussian(1.0, 1e-5, 1.0, DpTarget::Gradients, 2).unwrap();
         let sigma = (2.0 * (1.25e5f64).ln()).sqrt();
-        assert!((dp.sigma() - sigma).abs() < 1e-9);
+        assert!((dp.scale() - sigma).abs() < 1e-9);
         // Rows of norm 0.1 are below the bound and stay; the noise is N(0, σ²).
         let x = constant(0.1 / 128f32.sqrt(), [4, 64, 128]);
         let base = 0.1 / 128f64.sqrt();
@@ -317,19 +307,19 @@ mod tests {
     #[test]
     fn draws_are_reproducible_and_settings_checked() {
         let run = |seed| {
-            let mut dp = LaplaceDp::new(1.0, 1.0, None, DpTarget::Both, seed).unwrap();
+            let mut dp = DpNoise::laplace(1.0, 1.0, None, DpTarget::Both, seed).unwrap();
             values(dp.on_activation(constant(0.0, [1, 2, 8]), &CTX))
         };
         assert_eq!(run(5), run(5));
         assert_ne!(run(5), run(6));
-        let err = LaplaceDp::new(0.0, 1.0, None, DpTarget::Both, 0)
+        let err = DpNoise::laplace(0.0, 1.0, None, DpTarget::Both, 0)
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("laplace_dp") && err.contains("epsilon"),
             "{err}"
         );
-        let err = GaussianDp::new(1.0, 1.5, 1.0, DpTarget::Both, 0)
+        let err = DpNoise::gaussian(1.0, 1.5, 1.0, DpTarget::Both, 0)
             .unwrap_err()
             .to_string();
         assert!(err.contains("delta"), "{err}");

@@ -13,7 +13,7 @@ mod sparsify;
 use burn::tensor::Tensor;
 
 pub use config::DefenseConfig;
-pub use dp::{DpTarget, GaussianDp, LaplaceDp, gaussian_sigma};
+pub use dp::{DpNoise, DpTarget, gaussian_sigma};
 pub use sparsify::Sparsification;
 
 /// Where in a run a hook is called.

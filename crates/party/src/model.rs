@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 use splitlm_nn::{HeadOutput, Hidden, KvCache, ModelError, TransformerSlice};
 use splitlm_protocol::{
-    Message, Mode, PROTOCOL_VERSION, Role, TensorFrame, Traffic, Transport, WireDType,
+    Message, Mode, OutputKind, PROTOCOL_VERSION, Role, TensorFrame, Traffic, Transport, WireDType,
 };
 
 use crate::data::{check_step, unexpected};
@@ -227,11 +227,7 @@ impl ModelParty {
         let h1 = hidden.states.clone().require_grad();
         let output = forward(shared.slice.model(), hidden.with_states(h1.clone()))?;
         let (kind, packed) = wire::pack_output(output);
-        transport.send(&Message::Output {
-            step,
-            kind,
-            tensors: vec![wire::wire_view(packed.clone(), kind).into_frame(self.wire_dtype)?],
-        })?;
+        self.send_output(transport, step, (kind, packed.clone()))?;
         let grad = match recv_expected(transport)? {
             Message::Gradient { step: s, grad } => {
                 check_step(step, s)?;
@@ -273,13 +269,7 @@ impl ModelParty {
         hidden: Hidden,
     ) -> Result<(), PartyError> {
         let model = self.lock().slice.model().valid();
-        let (kind, packed) = wire::pack_output(forward(&model, hidden)?);
-        transport.send(&Message::Output {
-            step,
-            kind,
-            tensors: vec![wire::wire_view(packed, kind).into_frame(self.wire_dtype)?],
-        })?;
-        Ok(())
+        self.send_output(transport, step, wire::pack_output(forward(&model, hidden)?))
     }
 
     /// One generation step: a prompt ([`Mode::Prefill`], which starts a new cache) or the
@@ -292,25 +282,29 @@ impl ModelParty {
         hidden: Hidden,
         decoding: &mut Option<Decoding>,
     ) -> Result<(), PartyError> {
-        let model = self.lock().slice.model().valid();
-        if !model.is_causal() {
-            return Err(ModelError::Input("generation needs a causal model".into()).into());
-        }
         let [b, s, _] = hidden.states.dims();
         expect_shape(
             &hidden.attention_mask.dims(),
             &[b, s],
             "the attention mask of a generation step",
         )?;
-        // Taken out, so a failed step leaves no half-updated cache behind.
+        // Taken out, so a failed step leaves no half-updated cache behind. A prompt snapshots
+        // the slice (without autodiff) once; the steps after it reuse that snapshot.
         let mut state = match (mode, decoding.take()) {
-            (Mode::Prefill, _) => Decoding {
-                cache: model.new_cache(),
-                mask: hidden.attention_mask.clone(),
-            },
+            (Mode::Prefill, _) => {
+                let model = self.lock().slice.model().valid();
+                if !model.is_causal() {
+                    return Err(ModelError::Input("generation needs a causal model".into()).into());
+                }
+                Decoding {
+                    cache: model.new_cache(),
+                    mask: hidden.attention_mask.clone(),
+                    model,
+                }
+            }
             (_, Some(state)) if state.mask.dims()[0] == b => Decoding {
                 mask: Tensor::cat(vec![state.mask, hidden.attention_mask.clone()], 1),
-                cache: state.cache,
+                ..state
             },
             (_, Some(state)) => {
                 return Err(PartyError::BadTensor(format!(
@@ -329,6 +323,7 @@ impl ModelParty {
             attention_mask: state.mask.clone(),
             ..hidden
         };
+        let model = &state.model;
         let hidden = model.forward_blocks(hidden, Some(&mut state.cache))?;
         let output = if model.spec().top {
             model.forward_top(hidden.last_position())?
@@ -336,7 +331,17 @@ impl ModelParty {
             HeadOutput::Hidden(hidden.states)
         };
         *decoding = Some(state);
-        let (kind, packed) = wire::pack_output(output);
+        self.send_output(transport, step, wire::pack_output(output))?;
+        Ok(())
+    }
+
+    /// Sends the model party's output of `step`, packed as [`wire::pack_output`] does.
+    fn send_output(
+        &self,
+        transport: &mut dyn Transport,
+        step: u64,
+        (kind, packed): (OutputKind, Tensor<3>),
+    ) -> Result<(), PartyError> {
         transport.send(&Message::Output {
             step,
             kind,
@@ -354,8 +359,10 @@ impl ModelParty {
     }
 }
 
-/// A session's generation state: its slice's KV cache and the attention mask so far.
+/// A session's generation state: the slice as of the prompt, its KV cache and the attention
+/// mask so far.
 struct Decoding {
+    model: splitlm_zoo::AnyModel,
     cache: KvCache,
     mask: Tensor<2, Int>,
 }
