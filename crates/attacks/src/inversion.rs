@@ -8,11 +8,12 @@
 //! mixes embedding rows (T 0.05, lr 5e-3, 300 steps), decoded by arg-max.
 
 use burn::module::Module;
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use splitlm_nn::{TokenBatch, TransformerSlice};
 use splitlm_zoo::AnyModel;
 
+use crate::optimise::adam;
 use crate::{AttackError, AttackerView};
 
 /// VMI settings.
@@ -23,6 +24,8 @@ pub struct VmiSettings {
     pub steps: usize,
     /// Adam learning rate.
     pub lr: f64,
+    /// What is minimised between the head's output and the observed activations.
+    pub objective: VmiObjective,
 }
 
 impl Default for VmiSettings {
@@ -30,8 +33,22 @@ impl Default for VmiSettings {
         Self {
             steps: 100,
             lr: 1e-2,
+            objective: VmiObjective::Mse,
         }
     }
+}
+
+/// VMI's matching objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmiObjective {
+    /// Mean squared error over the real positions.
+    #[default]
+    Mse,
+    /// The reference's objective, kept for parity: PyTorch's `CrossEntropyLoss` applied to
+    /// `[b, s, d]` tensors, i.e. for each feature a softmax over the sequence positions
+    /// scored against the observed values as soft targets.
+    CrossEntropy,
 }
 
 /// RWI settings (relaxation-based white-box inversion, Song & Raghunathan 2020).
@@ -130,12 +147,14 @@ fn invert_all(
             device,
             steps: 0,
             lr: 0.0,
+            objective: VmiObjective::Mse,
         };
         let ids = match method {
             Method::Vmi(settings) => {
                 let fit = Fit {
                     steps: settings.steps,
                     lr: settings.lr,
+                    objective: settings.objective,
                     ..fit
                 };
                 nearest_tokens(fit.run([b, s, width], |w| w)?, vocabulary.clone())
@@ -176,6 +195,7 @@ struct Fit<'a> {
     target: Tensor<3>,
     steps: usize,
     lr: f64,
+    objective: VmiObjective,
     device: &'a Device,
 }
 
@@ -187,10 +207,6 @@ impl Fit<'_> {
         shape: [usize; 3],
         to_words: impl Fn(Tensor<3>) -> Tensor<3>,
     ) -> Result<Tensor<3>, AttackError> {
-        let (beta1, beta2, eps) = (0.9f64, 0.999f64, 1e-8f64);
-        let mut x = Tensor::<3>::zeros(shape, &self.device.clone().inner());
-        let mut m = x.zeros_like();
-        let mut v = x.zeros_like();
         let mask = self
             .tokens
             .attention_mask
@@ -200,30 +216,29 @@ impl Fit<'_> {
             .unsqueeze_dim::<3>(2);
         let target = Tensor::from_inner(self.target.clone());
         let mask = Tensor::from_inner(mask);
-        for step in 1..=self.steps {
-            let leaf = Tensor::from_inner(x.clone()).require_grad();
+        let start = Tensor::<3>::zeros(shape, &self.device.clone().inner());
+        adam(start, self.steps, self.lr, "vmi", |leaf| {
             let embedded = self
                 .head
-                .embed_vectors(to_words(leaf.clone()), self.tokens)
+                .embed_vectors(to_words(leaf), self.tokens)
                 .map_err(|e| fail(e.to_string()))?;
             let hidden = self
                 .head
                 .forward_blocks(embedded, None)
                 .map_err(|e| fail(e.to_string()))?;
-            let loss = ((hidden.states - target.clone()) * mask.clone())
-                .powi_scalar(2)
-                .mean();
-            let grads = loss.backward();
-            let g = leaf
-                .grad(&grads)
-                .ok_or_else(|| fail("no gradient reached the inputs"))?;
-            m = m * beta1 + g.clone() * (1.0 - beta1);
-            v = v * beta2 + g.powi_scalar(2) * (1.0 - beta2);
-            let m_hat = m.clone() / (1.0 - beta1.powi(step as i32));
-            let v_hat = v.clone() / (1.0 - beta2.powi(step as i32));
-            x = x - m_hat * self.lr / (v_hat.sqrt() + eps);
-        }
-        Ok(x)
+            Ok(match self.objective {
+                VmiObjective::Mse => ((hidden.states - target.clone()) * mask.clone())
+                    .powi_scalar(2)
+                    .mean(),
+                VmiObjective::CrossEntropy => {
+                    let [b, _, d] = target.dims();
+                    let log_p = log_softmax(hidden.states, 1);
+                    (log_p * target.clone() * mask.clone())
+                        .sum()
+                        .div_scalar(-((b * d) as f64))
+                }
+            })
+        })
     }
 }
 

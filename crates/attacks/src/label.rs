@@ -69,29 +69,74 @@ pub fn direct_label_scoring(view: &AttackerView) -> Result<Vec<LabelGuess>, Atta
 }
 
 /// NS (Li et al. 2022): the per-sample L2 norm of the received gradient, min–max normalised;
-/// samples above 0.5 are guessed positive (label 1). It exploits that the model is less sure
-/// of the rarer, positive class, whose samples then carry larger gradients.
-pub fn norm_scoring(view: &AttackerView) -> Result<Vec<LabelGuess>, AttackError> {
-    let norms: Vec<f64> = rows(view, "ns")?
-        .iter()
-        .map(|g| g.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt())
-        .collect();
+/// samples above 0.5 are guessed positive (label 1). It exploits that a model unsure of one
+/// class sends larger gradients for its samples. The reference takes the larger norms as
+/// positive; with `positive_is_minority` (a declared prior: the positive class is the rarer)
+/// the attacker instead calls positive whichever side of 0.5 holds fewer samples.
+pub fn norm_scoring(
+    view: &AttackerView,
+    positive_is_minority: bool,
+) -> Result<Vec<LabelGuess>, AttackError> {
+    let norms: Vec<f64> = rows(view, "ns")?.iter().map(|g| norm(g)).collect();
     let (lo, hi) = norms
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &n| {
             (lo.min(n), hi.max(n))
         });
     let span = (hi - lo).max(f64::MIN_POSITIVE);
-    Ok(norms
+    let mut scores: Vec<f64> = norms.iter().map(|n| (n - lo) / span).collect();
+    let above = scores.iter().filter(|&&s| s > 0.5).count();
+    if positive_is_minority && 2 * above > scores.len() {
+        scores.iter_mut().for_each(|s| *s = 1.0 - *s);
+    }
+    Ok(scores
+        .into_iter()
+        .map(|score| LabelGuess {
+            label: usize::from(score > 0.5),
+            score,
+        })
+        .collect())
+}
+
+/// DS (direction scoring, Li et al. 2022): the cosine similarity of each sample's received
+/// gradient with that of one sample known to be positive (index `known_positive` among the
+/// observed samples); a positive cosine is guessed positive.
+pub fn direction_scoring(
+    view: &AttackerView,
+    known_positive: usize,
+) -> Result<Vec<LabelGuess>, AttackError> {
+    let grads = rows(view, "ds")?;
+    let reference = grads.get(known_positive).ok_or_else(|| AttackError {
+        attack: "ds",
+        reason: format!(
+            "the known positive is sample {known_positive}, but only {} were observed",
+            grads.len()
+        ),
+    })?;
+    let reference_norm = norm(reference).max(f64::MIN_POSITIVE);
+    Ok(grads
         .iter()
-        .map(|n| {
-            let score = (n - lo) / span;
+        .map(|g| {
+            let dot: f64 = g
+                .iter()
+                .zip(reference)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum();
+            let cosine = dot / (norm(g).max(f64::MIN_POSITIVE) * reference_norm);
             LabelGuess {
-                label: usize::from(score > 0.5),
-                score,
+                label: usize::from(cosine > 0.0),
+                score: cosine,
             }
         })
         .collect())
+}
+
+fn norm(values: &[f32]) -> f64 {
+    values
+        .iter()
+        .map(|&v| (v as f64).powi(2))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// Area under the ROC curve of `scores` for `positives` (Mann–Whitney, ties counted half);
@@ -135,6 +180,10 @@ mod tests {
 
     use super::*;
 
+    fn empty_output() -> TensorFrame {
+        TensorFrame::from_f32(vec![0], &[], WireDType::F32).unwrap()
+    }
+
     fn view(kind: OutputKind, grads: &[Vec<f32>]) -> AttackerView {
         let width = grads[0].len();
         let flat: Vec<f32> = grads.concat();
@@ -143,9 +192,11 @@ mod tests {
             observations: vec![Observation {
                 session: 1,
                 step: 0,
+                batch_rows: grads.len(),
                 hidden: empty.clone(),
                 attention_mask: empty,
                 output_kind: kind,
+                output: empty_output(),
                 output_grad: TensorFrame::from_f32(vec![grads.len(), width], &flat, WireDType::F32)
                     .unwrap(),
             }],
@@ -180,13 +231,32 @@ mod tests {
             vec![0.8, -0.8],
             vec![-0.2, 0.2],
         ];
-        let guesses = norm_scoring(&view(OutputKind::ClassLogits, &grads)).unwrap();
+        let guesses = norm_scoring(&view(OutputKind::ClassLogits, &grads), false).unwrap();
         assert_eq!(
             guesses.iter().map(|g| g.label).collect::<Vec<_>>(),
             vec![1, 0, 1, 0]
         );
         let scores: Vec<f64> = guesses.iter().map(|g| g.score).collect();
         assert_eq!(roc_auc(&scores, &[true, false, true, false]), Some(1.0));
+    }
+
+    #[test]
+    fn ns_orients_by_the_minority_and_ds_by_a_known_positive() {
+        // The model leans positive (p = (0.3, 0.7)): negatives now carry the larger gradient,
+        // so the reference's orientation calls them positive. Three negatives, one positive.
+        let grads = [
+            vec![0.7, -0.7],
+            vec![-0.3, 0.3],
+            vec![0.7, -0.7],
+            vec![0.7, -0.7],
+        ];
+        let v = view(OutputKind::ClassLogits, &grads);
+        let labels = |g: Vec<LabelGuess>| g.iter().map(|g| g.label).collect::<Vec<_>>();
+        assert_eq!(labels(norm_scoring(&v, false).unwrap()), vec![1, 0, 1, 1]);
+        assert_eq!(labels(norm_scoring(&v, true).unwrap()), vec![0, 1, 0, 0]);
+        assert_eq!(labels(direction_scoring(&v, 1).unwrap()), vec![0, 1, 0, 0]);
+        let err = direction_scoring(&v, 9).unwrap_err().to_string();
+        assert!(err.contains("sample 9"), "{err}");
     }
 
     #[test]

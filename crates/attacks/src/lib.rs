@@ -2,13 +2,27 @@
 //! [`AttackerView`]: what the model party recorded of its own traffic
 //! ([`splitlm_party::ModelParty::observe`]), never the data party's objects.
 //!
-//! Label inference: DLS (direct label scoring) and NS (norm scoring). Input inversion: VMI and RWI.
+//! Every attack implements [`Attack`] over an explicitly declared [`Prior`]; [`AttackConfig`]
+//! is the `[[attacks]]` table of a run. Label inference: DLS (direct label scoring), NS (norm
+//! scoring), DS (direction scoring), BLI (batch label inference by gradient matching). Input
+//! inversion: VMI (vanilla model inversion) and RWI (relaxation-based white-box inversion).
+//! [`score`] turns what an attack inferred into its AP against the truth.
 
+mod attack;
+mod bli;
 mod inversion;
 mod label;
+mod optimise;
+pub mod score;
 
-pub use inversion::{Recovered, RwiSettings, VmiSettings, rwi, token_precision_recall, vmi};
-pub use label::{LabelGuess, direct_label_scoring, norm_scoring, roc_auc};
+pub use attack::{
+    Attack, AttackConfig, AttackKind, HeadVersion, Inferred, NoSettings, Prior, WhiteBoxHead,
+};
+pub use bli::{BliSettings, bli};
+pub use inversion::{
+    Recovered, RwiSettings, VmiObjective, VmiSettings, rwi, token_precision_recall, vmi,
+};
+pub use label::{LabelGuess, direct_label_scoring, direction_scoring, norm_scoring, roc_auc};
 
 use splitlm_party::Observation;
 

@@ -4,6 +4,7 @@
 
 use burn::tensor::Device;
 use splitlm_attacks::{AttackerView, RwiSettings, VmiSettings, rwi, token_precision_recall, vmi};
+use splitlm_defenses::{Defenses, DpNoise, DpTarget};
 use splitlm_device::DeviceSpec;
 use splitlm_nn::testing::{Fixture, fixtures_dir};
 use splitlm_nn::{Labels, TaskHead, TokenBatch};
@@ -25,6 +26,17 @@ enum Attack {
 /// Mean token recall of an inversion against a Head–Tail split with `n_head` blocks at the
 /// data party.
 fn recall(fixture: &str, task: TaskHead, n_head: usize, attack: Attack) -> f64 {
+    recall_defended(fixture, task, n_head, attack, Defenses::none())
+}
+
+/// [`recall`] with `defenses` applied by the data party.
+fn recall_defended(
+    fixture: &str,
+    task: TaskHead,
+    n_head: usize,
+    attack: Attack,
+    defenses: Defenses,
+) -> f64 {
     let device = cpu();
     let ckpt = Checkpoint::open(&fixtures_dir().join("models").join(fixture)).unwrap();
     let slices = Partition::head_tail(n_head)
@@ -42,6 +54,7 @@ fn recall(fixture: &str, task: TaskHead, n_head: usize, attack: Attack) -> f64 {
         &PartyOptions::default(),
     )
     .unwrap();
+    data.set_defenses(defenses);
     let f = Fixture::open(fixture).unwrap();
     let batch = TokenBatch {
         input_ids: f.ints("input_ids", &device),
@@ -95,10 +108,7 @@ fn recall(fixture: &str, task: TaskHead, n_head: usize, attack: Attack) -> f64 {
 
 #[test]
 fn vmi_recovers_tokens_from_an_embeddings_only_head_and_less_through_blocks() {
-    let settings = VmiSettings {
-        steps: 100,
-        lr: 1e-2,
-    };
+    let settings = VmiSettings::default();
     for (fixture, task) in [
         ("llama", TaskHead::CausalLm),
         ("bert", TaskHead::SequenceClassification { num_labels: 3 }),
@@ -128,4 +138,52 @@ fn rwi_recovers_tokens_from_an_embeddings_only_head() {
     eprintln!("RWI recall, llama, n_head 0/1/2: {recalls:?}");
     assert!(recalls[0] >= 0.95, "{recalls:?}");
     assert!(recalls[2] <= recalls[0], "{recalls:?}");
+}
+
+#[test]
+fn laplace_dp_on_activations_defeats_vmi_against_an_embeddings_only_head() {
+    let vmi = Attack::Vmi(VmiSettings::default());
+    let with_noise = |epsilon: f64| {
+        let dp = DpNoise::laplace(epsilon, 1.0, None, DpTarget::Activations, 7).unwrap();
+        recall_defended(
+            "llama",
+            TaskHead::CausalLm,
+            0,
+            vmi,
+            Defenses::new(vec![Box::new(dp)]),
+        )
+    };
+    let (clean, weak, strong) = (
+        recall("llama", TaskHead::CausalLm, 0, vmi),
+        with_noise(100.0),
+        with_noise(0.1),
+    );
+    eprintln!(
+        "VMI recall, llama n_head 0: no defense {clean}, Laplace ε=100 {weak}, ε=0.1 {strong}"
+    );
+    assert!(clean >= 0.95, "{clean}");
+    assert!(strong < 0.5 * clean, "ε = 0.1 (b = 10): {strong}");
+    assert!(weak > strong, "more noise, less recall: {weak} vs {strong}");
+}
+
+#[test]
+fn vmi_with_the_reference_cross_entropy_objective_runs_and_is_scored() {
+    let ce = VmiSettings {
+        objective: splitlm_attacks::VmiObjective::CrossEntropy,
+        ..VmiSettings::default()
+    };
+    let recalls: Vec<f64> = (0..2)
+        .map(|n| {
+            recall(
+                "bert",
+                TaskHead::SequenceClassification { num_labels: 3 },
+                n,
+                Attack::Vmi(ce),
+            )
+        })
+        .collect();
+    eprintln!("VMI (cross-entropy objective) recall, bert, n_head 0/1: {recalls:?}");
+    // Measured 0.89 and 0.41: weaker than the MSE objective (1.0 and 1.0 on this fixture).
+    assert!(recalls[0] >= 0.8, "{recalls:?}");
+    assert!(recalls[1] < recalls[0], "{recalls:?}");
 }

@@ -227,7 +227,12 @@ impl ModelParty {
         let h1 = hidden.states.clone().require_grad();
         let output = forward(shared.slice.model(), hidden.with_states(h1.clone()))?;
         let (kind, packed) = wire::pack_output(output);
-        self.send_output(transport, step, (kind, packed.clone()))?;
+        let sent = wire::wire_view(packed.clone(), kind).into_frame(self.wire_dtype)?;
+        transport.send(&Message::Output {
+            step,
+            kind,
+            tensors: vec![sent.clone()],
+        })?;
         let grad = match recv_expected(transport)? {
             Message::Gradient { step: s, grad } => {
                 check_step(step, s)?;
@@ -241,9 +246,11 @@ impl ModelParty {
             seen.push(Observation {
                 session,
                 step,
+                batch_rows: grad.shape.first().copied().unwrap_or(0),
                 hidden,
                 attention_mask,
                 output_kind: kind,
+                output: first_rows(&sent, max),
                 output_grad: first_rows(&grad, max),
             });
         }

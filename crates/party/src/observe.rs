@@ -30,12 +30,16 @@ pub struct Observation {
     pub session: u64,
     /// The step id.
     pub step: u64,
+    /// The batch's size before truncation to `max_samples` (the loss averages over it).
+    pub batch_rows: usize,
     /// Activations received, `[b, s, d]`.
     pub hidden: TensorFrame,
     /// Their attention mask, `[b, s]`.
     pub attention_mask: TensorFrame,
     /// What the model party returned.
     pub output_kind: OutputKind,
+    /// That output as sent (e.g. the logits in Head–Tail), `[b, …]`.
+    pub output: TensorFrame,
     /// The gradient of that output it received back.
     pub output_grad: TensorFrame,
 }

@@ -1,0 +1,277 @@
+//! The attack interface: an attack reads the [`AttackerView`] and a declared [`Prior`] and
+//! returns what it inferred; scoring against the truth is the benchmark's business
+//! ([`crate::score`]), never the attack's.
+
+use burn::tensor::Device;
+use splitlm_zoo::AnyModel;
+
+use crate::inversion::{Recovered, RwiSettings, VmiSettings, rwi, vmi};
+use crate::label::{LabelGuess, direct_label_scoring, direction_scoring, norm_scoring};
+use crate::{AttackError, AttackerView, BliSettings, bli};
+
+/// What an attack goes after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttackKind {
+    /// Recovering the data party's input tokens.
+    Inversion,
+    /// Recovering the data party's labels.
+    LabelInference,
+}
+
+impl AttackKind {
+    /// Its name in records and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackKind::Inversion => "inversion",
+            AttackKind::LabelInference => "label_inference",
+        }
+    }
+}
+
+/// Which version of the data party's head the attacker holds a copy of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadVersion {
+    /// The public pretrained weights (the usual assumption: the data party fine-tunes adapters
+    /// the model party never sees).
+    #[default]
+    Pretrained,
+    /// The data party's head as fine-tuned (a stronger, leaked-weights assumption).
+    FineTuned,
+}
+
+/// A white-box copy of the data party's head: its embeddings and its blocks.
+#[derive(Clone)]
+pub struct WhiteBoxHead {
+    /// The copy.
+    pub model: AnyModel,
+    /// Which weights it carries.
+    pub version: HeadVersion,
+}
+
+/// What the attacker knows beyond its observations, declared up front so a result always says
+/// under which assumptions it was obtained.
+#[derive(Clone, Default)]
+pub struct Prior {
+    /// A white-box copy of the data party's head (inversion attacks need one).
+    pub head: Option<WhiteBoxHead>,
+    /// The positive class is the rarer one (NS orients its scores by it; Li et al. 2022 study
+    /// imbalanced binary tasks).
+    pub positive_is_minority: bool,
+    /// The index, among the observed samples, of one sample known to be positive (DS).
+    pub known_positive: Option<usize>,
+}
+
+impl Prior {
+    /// A prior with a white-box head.
+    pub fn white_box(model: AnyModel, version: HeadVersion) -> Self {
+        Self {
+            head: Some(WhiteBoxHead { model, version }),
+            ..Self::default()
+        }
+    }
+
+    /// The prior as a record.
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "white_box_head": self.head.as_ref().map(|h| h.version),
+            "positive_is_minority": self.positive_is_minority,
+            "known_positive": self.known_positive,
+        })
+    }
+
+    fn head(&self, attack: &'static str) -> Result<&AnyModel, AttackError> {
+        self.head.as_ref().map(|h| &h.model).ok_or(AttackError {
+            attack,
+            reason: "needs a white-box copy of the data party's head in its prior".into(),
+        })
+    }
+}
+
+/// What an attack inferred, per observed sample in observation order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inferred {
+    /// Input tokens (each sample's real positions).
+    Tokens(Vec<Recovered>),
+    /// Labels with the attack's confidence.
+    Labels(Vec<LabelGuess>),
+}
+
+/// An attack of the model party.
+pub trait Attack {
+    /// Its name in records.
+    fn name(&self) -> &'static str;
+    /// What it goes after.
+    fn kind(&self) -> AttackKind;
+    /// Its settings, for records.
+    fn params(&self) -> serde_json::Value;
+    /// Runs on `view` with `prior`; optimising attacks compute on the autodiff `device`.
+    fn run(
+        &self,
+        view: &AttackerView,
+        prior: &Prior,
+        device: &Device,
+    ) -> Result<Inferred, AttackError>;
+}
+
+/// One attack's settings: one `[[attacks]]` table per attack in a run's TOML. Defaults are the
+/// reference's (DESIGN.md §1.4).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AttackConfig {
+    /// Vanilla model inversion (white-box).
+    Vmi(#[serde(default)] VmiSettings),
+    /// Relaxation-based white-box inversion.
+    Rwi(#[serde(default)] RwiSettings),
+    /// Batch label inference by gradient matching (Head–Tail, classifier at the model party).
+    Bli(#[serde(default)] BliSettings),
+    /// Norm scoring (binary tasks).
+    Ns(#[serde(default)] NoSettings),
+    /// Direction scoring (binary tasks; needs one known positive).
+    Ds(#[serde(default)] NoSettings),
+    /// Direct label scoring (Head–Tail, classifier at the model party).
+    Dls(#[serde(default)] NoSettings),
+}
+
+/// The settings of an attack that has none.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoSettings {}
+
+impl AttackConfig {
+    /// The attack.
+    pub fn build(&self) -> Box<dyn Attack> {
+        Box::new(Configured(self.clone()))
+    }
+
+    /// Its name in records.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AttackConfig::Vmi(_) => "vmi",
+            AttackConfig::Rwi(_) => "rwi",
+            AttackConfig::Bli(_) => "bli",
+            AttackConfig::Ns(_) => "ns",
+            AttackConfig::Ds(_) => "ds",
+            AttackConfig::Dls(_) => "dls",
+        }
+    }
+
+    /// What it goes after.
+    pub fn kind(&self) -> AttackKind {
+        match self {
+            AttackConfig::Vmi(_) | AttackConfig::Rwi(_) => AttackKind::Inversion,
+            _ => AttackKind::LabelInference,
+        }
+    }
+
+    /// Refuses settings that cannot run, naming the field.
+    pub fn validate(&self) -> Result<(), AttackError> {
+        let fail = |reason: String| {
+            Err(AttackError {
+                attack: self.name(),
+                reason,
+            })
+        };
+        let (steps, lr) = match self {
+            AttackConfig::Vmi(s) => (s.steps, s.lr),
+            AttackConfig::Rwi(s) => {
+                if !(s.temperature > 0.0 && s.temperature.is_finite()) {
+                    return fail(format!("temperature = {} must be > 0", s.temperature));
+                }
+                (s.steps, s.lr)
+            }
+            AttackConfig::Bli(s) => (s.steps, s.lr),
+            _ => return Ok(()),
+        };
+        if steps == 0 {
+            return fail("steps = 0: the attack would not optimise at all".into());
+        }
+        if !(lr > 0.0 && lr.is_finite()) {
+            return fail(format!("lr = {lr} must be > 0"));
+        }
+        Ok(())
+    }
+}
+
+struct Configured(AttackConfig);
+
+impl Attack for Configured {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn kind(&self) -> AttackKind {
+        self.0.kind()
+    }
+
+    fn params(&self) -> serde_json::Value {
+        serde_json::to_value(&self.0).unwrap_or_default()
+    }
+
+    fn run(
+        &self,
+        view: &AttackerView,
+        prior: &Prior,
+        device: &Device,
+    ) -> Result<Inferred, AttackError> {
+        self.0.validate()?;
+        Ok(match &self.0 {
+            AttackConfig::Vmi(s) => Inferred::Tokens(vmi(view, prior.head("vmi")?, s, device)?),
+            AttackConfig::Rwi(s) => Inferred::Tokens(rwi(view, prior.head("rwi")?, s, device)?),
+            AttackConfig::Bli(s) => Inferred::Labels(bli(view, s, device)?),
+            AttackConfig::Ns(_) => {
+                Inferred::Labels(norm_scoring(view, prior.positive_is_minority)?)
+            }
+            AttackConfig::Ds(_) => {
+                let known = prior.known_positive.ok_or(AttackError {
+                    attack: "ds",
+                    reason: "needs the index of one known positive sample in its prior".into(),
+                })?;
+                Inferred::Labels(direction_scoring(view, known)?)
+            }
+            AttackConfig::Dls(_) => Inferred::Labels(direct_label_scoring(view)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_parse_with_reference_defaults_and_refuse_unknown_fields() {
+        let list: Vec<AttackConfig> = serde_json::from_str(
+            r#"[{"kind": "vmi"}, {"kind": "rwi", "steps": 10}, {"kind": "bli"}, {"kind": "ns"},
+                {"kind": "vmi", "objective": "cross_entropy", "lr": 0.001, "steps": 400}]"#,
+        )
+        .unwrap();
+        assert_eq!(list[0], AttackConfig::Vmi(VmiSettings::default()));
+        assert_eq!(
+            list[1],
+            AttackConfig::Rwi(RwiSettings {
+                steps: 10,
+                ..RwiSettings::default()
+            })
+        );
+        assert_eq!(list[2], AttackConfig::Bli(BliSettings::default()));
+        assert_eq!(list[3].kind(), AttackKind::LabelInference);
+        let AttackConfig::Vmi(ce) = &list[4] else {
+            panic!("{:?}", list[4])
+        };
+        assert_eq!(ce.objective, crate::VmiObjective::CrossEntropy);
+        let err = serde_json::from_str::<AttackConfig>(r#"{"kind": "vmi", "stepz": 3}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stepz"), "{err}");
+        let err = serde_json::from_str::<AttackConfig>(r#"{"kind": "ns", "x": 1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains('x'), "{err}");
+        let zero = AttackConfig::Vmi(VmiSettings {
+            steps: 0,
+            ..VmiSettings::default()
+        });
+        assert!(zero.validate().unwrap_err().to_string().contains("steps"));
+    }
+}
