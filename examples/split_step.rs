@@ -30,9 +30,15 @@ use splitlm::zoo::Checkpoint;
 #[derive(Parser)]
 #[command(about = "Split vs unsplit training step of MiniLM")]
 struct Args {
-    /// Where both parties compute: cpu, flex, wgpu, cuda:N.
+    /// Where the data party (and the unsplit baseline) computes: cpu, flex, wgpu, cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// Where the model party computes (default: `--device`).
+    #[arg(long)]
+    model_device: Option<DeviceSpec>,
+    /// A BERT-family model directory (default: the MiniLM asset).
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Sequences per batch.
     #[arg(long, default_value_t = 16)]
     batch: usize,
@@ -52,7 +58,15 @@ const TASK: TaskHead = TaskHead::SequenceClassification { num_labels: 2 };
 fn main() -> Result<()> {
     let args = Args::parse();
     let device = args.device.probe()?.autodiff();
-    let dir = assets::ensure(Asset::MiniLm)?;
+    let model_spec = args
+        .model_device
+        .clone()
+        .unwrap_or_else(|| args.device.clone());
+    let model_device = model_spec.probe()?.autodiff();
+    let dir = match &args.model {
+        Some(dir) => dir.clone(),
+        None => assets::ensure(Asset::MiniLm)?,
+    };
     let ckpt = Checkpoint::open(&dir)?;
     let batch = tokens(&args, &device)?;
     let labels = Labels::Classes(Tensor::<1, Int>::from_data(
@@ -63,8 +77,8 @@ fn main() -> Result<()> {
         &device,
     ));
     println!(
-        "MiniLM training step, batch {} x {} tokens, device {}, full fine-tuning, AdamW",
-        args.batch, args.seq, args.device
+        "MiniLM training step, batch {} x {} tokens, data party on {}, model party on {}, full fine-tuning, AdamW",
+        args.batch, args.seq, args.device, model_spec
     );
     let first_ms = unsplit(&ckpt, &batch, &labels, &device, args.steps)?;
     println!("{:<42} {:>8.1} ms/step", "unsplit", first_ms);
@@ -76,7 +90,14 @@ fn main() -> Result<()> {
     for partition in [Partition::head_body_tail(2, 2), Partition::head_tail(2)] {
         splits.push((
             partition,
-            split(&ckpt, partition, &batch, &labels, &device, args.steps)?,
+            split(
+                &ckpt,
+                partition,
+                &batch,
+                &labels,
+                (&device, &model_device),
+                args.steps,
+            )?,
         ));
     }
     // Measured again after the split runs, so that drift (allocator, frequency) shows.
@@ -98,6 +119,7 @@ fn main() -> Result<()> {
         );
         records.push(serde_json::json!({
             "bench": "split_step", "setting": partition.to_string(), "device": args.device.to_string(),
+            "model_device": model_spec.to_string(),
             "batch": args.batch, "seq": args.seq, "ms_per_step": ms, "overhead_percent": overhead,
             "bytes_sent_per_step": sent, "bytes_received_per_step": received,
         }));
@@ -189,11 +211,14 @@ fn split(
     partition: Partition,
     batch: &TokenBatch,
     labels: &Labels,
-    device: &Device,
+    (device, model_device): (&Device, &Device),
     steps: usize,
 ) -> Result<(f64, u64, u64)> {
     let slices = partition.slices(ckpt.num_layers())?;
-    let model = ModelParty::new(party_slice(ckpt, &slices.model, device)?, WireDType::F32);
+    let model = ModelParty::new(
+        party_slice(ckpt, &slices.model, model_device)?,
+        WireDType::F32,
+    );
     let (data_end, model_end) = in_process_pair(Limits::default());
     let server = model.spawn(model_end);
     let tail = slices

@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: the project's benchmarks, each an example of the root crate run with
-//! the settings its issue names. Results are appended as JSON lines to
+//! the settings its issue names (the split training step; the cost of the inversion attacks). Results are appended as JSON lines to
 //! `target/bench/results.jsonl` (under `CARGO_TARGET_DIR` when set).
 
 use std::path::PathBuf;
@@ -38,32 +38,36 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             features = format!("--features={backend}");
         }
     }
-    let mut command = Command::new(cargo);
-    command.args(["run", "--example", "split_step"]);
-    if args.release {
-        command.arg("--release");
-    }
-    if !features.is_empty() {
-        command.arg(&features);
-    }
     let steps = args.steps.to_string();
-    command.args([
-        "--",
-        "--device",
-        &args.device,
-        "--batch",
-        "16",
-        "--seq",
-        "64",
-        "--steps",
-        &steps,
-        "--out",
-    ]);
-    command.arg(&results);
-    println!("split vs unsplit training step (MiniLM, 16 x 64): {command:?}");
-    let status = command.status().context("running cargo")?;
-    if !status.success() {
-        bail!("the split_step benchmark failed ({status})");
+    let benches: [(&str, &str, Vec<&str>); 2] = [
+        (
+            "split vs unsplit training step (MiniLM, 16 x 64)",
+            "split_step",
+            vec!["--batch", "16", "--seq", "64", "--steps", &steps],
+        ),
+        (
+            "seconds per attacked sample, VMI and RWI (MiniLM head of 2 blocks, 32 tokens)",
+            "attack_cost",
+            vec!["--samples", "4", "--seq", "32"],
+        ),
+    ];
+    for (what, example, settings) in benches {
+        let mut command = Command::new(&cargo);
+        command.args(["run", "--example", example]);
+        if args.release {
+            command.arg("--release");
+        }
+        if !features.is_empty() {
+            command.arg(&features);
+        }
+        command.args(["--", "--device", &args.device]);
+        command.args(settings);
+        command.arg("--out").arg(&results);
+        println!("{what}: {command:?}");
+        let status = command.status().context("running cargo")?;
+        if !status.success() {
+            bail!("the {example} benchmark failed ({status})");
+        }
     }
     println!("results appended to {}", results.display());
     Ok(())

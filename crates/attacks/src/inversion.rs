@@ -132,6 +132,23 @@ fn invert_all(
             .clone()
             .try_into()
             .map_err(|_| fail(format!("step {}: activations are not [b, s, d]", o.step)))?;
+        // Trailing columns that are padding in every kept row change nothing at the real
+        // positions (pads are masked keys; later positions never reach earlier ones): drop them,
+        // so the attack's cost follows the sentences' lengths, not the batch's padded width.
+        let real = (0..s)
+            .rev()
+            .find(|&t| (0..b).any(|row| mask[row * s + t] != 0))
+            .map_or(0, |t| t + 1);
+        let (values, mask, s) = if real < s {
+            let keep = |row: usize| row * s..row * s + real;
+            let values: Vec<f32> = (0..b)
+                .flat_map(|row| values[keep(row).start * d..keep(row).end * d].to_vec())
+                .collect();
+            let mask: Vec<i64> = (0..b).flat_map(|row| mask[keep(row)].to_vec()).collect();
+            (values, mask, real)
+        } else {
+            (values, mask, s)
+        };
         let target =
             Tensor::<3>::from_data(TensorData::new(values, [b, s, d]), &device.clone().inner());
         let tokens = TokenBatch {

@@ -6,6 +6,8 @@
 //! splitlm train configs/sentiment.toml --set split.model_device=wgpu --set train.epochs=2
 //! splitlm eval configs/sentiment.toml --checkpoint runs/sentiment
 //! splitlm generate configs/smollm2-chat.toml "What is the capital of France?"
+//! splitlm grid configs/grid-sentiment.toml
+//! splitlm report results/grid.jsonl --plot results/grid.svg
 //! splitlm assets
 //! ```
 
@@ -69,6 +71,19 @@ enum Command {
         #[arg(long)]
         checkpoint: Option<PathBuf>,
     },
+    /// Train and attack once per defense setting of the configuration's [grid], then report.
+    Grid(ConfigArgs),
+    /// The MP / AP / DCS table of an experiment's records, and its MP–AP plot.
+    Report {
+        /// The JSON-lines records file.
+        records: PathBuf,
+        /// The experiment (run name; default: that of the last training record).
+        #[arg(long)]
+        experiment: Option<String>,
+        /// Write the MP–AP plot (SVG) here.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
     /// Fetch the demo assets (models and datasets) into the cache.
     Assets {
         /// Only these assets (default: all).
@@ -97,6 +112,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             compare_unsplit,
             checkpoint.as_deref(),
         )?,
+        Command::Grid(args) => {
+            let done = jobs::grid(&load(&args)?, args.quiet)?;
+            print!("{}", done.report.table());
+            println!("plot: {}", done.plot.display());
+            return Ok(());
+        }
+        Command::Report {
+            records,
+            experiment,
+            plot,
+        } => {
+            let all = crate::records::read(&records)?;
+            let report = crate::report::build(&all, experiment.as_deref())?;
+            print!("{}", report.table());
+            if let Some(path) = plot {
+                report.plot(&path)?;
+                println!("plot: {}", path.display());
+            }
+            return Ok(());
+        }
         Command::Assets { names } => {
             let names = if names.is_empty() {
                 Asset::all().to_vec()

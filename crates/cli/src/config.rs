@@ -3,10 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use splitlm_attacks::{AttackConfig, AttackKind, HeadVersion};
 use splitlm_defenses::DefenseConfig;
 use splitlm_device::DeviceSpec;
 use splitlm_nn::generate::Sampling;
-use splitlm_partition::{Partition, Trainability};
+use splitlm_partition::{Partition, TaskHeadPlacement, Trainability};
 use splitlm_party::{OptimizerConfig, PartyOptions};
 use splitlm_tasks::glue::GlueTask;
 use splitlm_tasks::train::FitConfig;
@@ -37,12 +38,83 @@ pub struct RunConfig {
     /// Defenses the data party applies, in order (`[[defenses]]` tables).
     #[serde(default)]
     pub defenses: Vec<DefenseConfig>,
+    /// Attacks the model party mounts on what it observed (`[[attacks]]` tables), scored after
+    /// training.
+    #[serde(default)]
+    pub attacks: Vec<AttackConfig>,
+    /// What the attacker observes and what it is assumed to know.
+    #[serde(default)]
+    pub attacker: AttackerConfig,
+    /// Defense settings `splitlm grid` trains and attacks this configuration under.
+    #[serde(default)]
+    pub grid: Option<GridConfig>,
     /// Decoding, for generation tasks and `splitlm generate`.
     #[serde(default)]
     pub generate: Sampling,
     /// Where results go.
     #[serde(default)]
     pub output: OutputConfig,
+}
+
+/// What the attacking model party records and knows (`[attacker]`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttackerConfig {
+    /// The first this many training steps are recorded.
+    pub observe_steps: u64,
+    /// At most this many samples of each recorded step are kept (and attacked).
+    pub max_samples: usize,
+    /// The white-box head inversion attacks get: the pretrained weights or the data party's
+    /// fine-tuned head.
+    pub head: HeadVersion,
+    /// NS's prior: the positive class is the rarer one.
+    pub positive_is_minority: bool,
+    /// Where the attacks compute (default: the data party's device).
+    pub device: Option<String>,
+}
+
+impl Default for AttackerConfig {
+    fn default() -> Self {
+        Self {
+            observe_steps: 1,
+            max_samples: 8,
+            head: HeadVersion::Pretrained,
+            positive_is_minority: false,
+            device: None,
+        }
+    }
+}
+
+impl AttackerConfig {
+    /// Where the attacks compute.
+    pub fn device(&self, split: &SplitConfig) -> Result<DeviceSpec, ConfigError> {
+        match &self.device {
+            Some(d) => parse_device("attacker.device", d),
+            None => split.data_device(),
+        }
+    }
+}
+
+/// The defense settings of an experiment grid (`[[grid.settings]]` tables).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridConfig {
+    /// One training run (then the attacks) per setting, in order.
+    pub settings: Vec<GridSetting>,
+    /// Where the MP–AP plot goes (default: the records file with `.svg`).
+    #[serde(default)]
+    pub plot: Option<PathBuf>,
+}
+
+/// One defense setting of a grid.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridSetting {
+    /// Its label in records, table and plot.
+    pub name: String,
+    /// The defenses (none: the undefended baseline every DCS compares with).
+    #[serde(default)]
+    pub defenses: Vec<DefenseConfig>,
 }
 
 /// The model to load.
@@ -370,6 +442,71 @@ impl ConfigError {
 }
 
 impl RunConfig {
+    fn validate_attacks(&self) -> Result<(), ConfigError> {
+        for (i, attack) in self.attacks.iter().enumerate() {
+            attack
+                .validate()
+                .map_err(|e| ConfigError::invalid(&format!("attacks[{i}]"), e.to_string()))?;
+        }
+        let classifier_at_model_party = matches!(
+            self.split.partition,
+            Some(Partition::HeadTail {
+                task_head_with: TaskHeadPlacement::Model,
+                ..
+            })
+        );
+        for (i, attack) in self.attacks.iter().enumerate() {
+            if attack.kind() == AttackKind::LabelInference && !classifier_at_model_party {
+                return Err(ConfigError::invalid(
+                    &format!("attacks[{i}]"),
+                    format!(
+                        "{} infers labels from the gradient of the task head's output, which \
+                         the model party only receives in Head–Tail with the task head at the \
+                         model party",
+                        attack.name()
+                    ),
+                ));
+            }
+        }
+        if !self.attacks.is_empty() && self.split.partition.is_none() {
+            return Err(ConfigError::invalid(
+                "attacks",
+                "attacks are mounted by the model party: set split.partition",
+            ));
+        }
+        if self.attacker.observe_steps == 0 || self.attacker.max_samples == 0 {
+            return Err(ConfigError::invalid(
+                "attacker",
+                "observe_steps and max_samples must be at least 1",
+            ));
+        }
+        self.attacker.device(&self.split)?;
+        if let Some(grid) = &self.grid {
+            if grid.settings.is_empty() {
+                return Err(ConfigError::invalid("grid.settings", "no setting"));
+            }
+            let mut names = std::collections::BTreeSet::new();
+            for (i, setting) in grid.settings.iter().enumerate() {
+                if !names.insert(setting.name.as_str()) {
+                    return Err(ConfigError::invalid(
+                        &format!("grid.settings[{i}].name"),
+                        format!("\"{}\" is used twice", setting.name),
+                    ));
+                }
+                DefenseConfig::build_all(&setting.defenses, 0).map_err(|e| {
+                    ConfigError::invalid(&format!("grid.settings[{i}].defenses"), e.to_string())
+                })?;
+            }
+            if self.split.partition.is_none() {
+                return Err(ConfigError::invalid(
+                    "grid",
+                    "a defense grid needs a split: set split.partition",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads a TOML file, applies `overrides` (`key=value`, e.g. `train.epochs=2`) and
     /// validates the result.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
@@ -446,6 +583,7 @@ impl RunConfig {
         if let Err(e) = DefenseConfig::build_all(&self.defenses, 0) {
             return Err(ConfigError::invalid("defenses", e.to_string()));
         }
+        self.validate_attacks()?;
         if !self.defenses.is_empty() && self.split.partition.is_none() {
             return Err(ConfigError::invalid(
                 "defenses",

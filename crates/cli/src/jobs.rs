@@ -8,14 +8,18 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+use splitlm_attacks::score::AttackScores;
 use splitlm_nn::TaskHead;
 use splitlm_nn::generate::Sampling;
+use splitlm_party::ObservationLimits;
 use splitlm_protocol::Traffic;
 use splitlm_tasks::prompt::chatml_prompt;
 use splitlm_tasks::train::{FitEvent, Learner, fit};
 
+use crate::attack::{self, TruthRecorder};
 use crate::config::RunConfig;
 use crate::records::{self, Table, mib};
+use crate::report::{self, Report};
 use crate::session::{self, Model};
 use crate::task::{Scores, TaskData};
 
@@ -30,6 +34,7 @@ pub struct Outcome {
 fn setting_record(config: &RunConfig, model: &Model, setting: &str) -> serde_json::Value {
     json!({
         "name": config.run_name(),
+        "defense_setting": defense_label(&config.defenses),
         "model": model.name,
         "setting": setting,
         "partition": config.split.partition,
@@ -75,9 +80,36 @@ fn progress_bar(len: usize, quiet: bool) -> ProgressBar {
     )
 }
 
-/// Fine-tunes the configured model on the configured task, evaluating before and after.
+/// A short label for a list of defenses ("none" without any).
+pub fn defense_label(defenses: &[splitlm_defenses::DefenseConfig]) -> String {
+    if defenses.is_empty() {
+        return "none".into();
+    }
+    serde_json::to_string(defenses).unwrap_or_default()
+}
+
+/// An id tying a training record to the records of the attacks on it.
+fn new_run_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}-{}", now.as_millis(), std::process::id())
+}
+
+/// Fine-tunes the configured model on the configured task, evaluating before and after; then
+/// mounts the configured attacks on what the model party observed.
 pub fn train(config: &RunConfig, quiet: bool) -> Result<Outcome> {
+    train_labelled(config, quiet, None)
+}
+
+/// [`train`], recording `defense_setting` (a grid setting's name) as the defenses' label.
+pub fn train_labelled(
+    config: &RunConfig,
+    quiet: bool,
+    defense_setting: Option<&str>,
+) -> Result<Outcome> {
     let started = Instant::now();
+    let run_id = new_run_id();
     let model = session::open_model(&config.model.source)?;
     let data = TaskData::load(&config.task, &model, config.train.seed)?;
     let (n_train, n_eval) = data.sizes();
@@ -114,11 +146,25 @@ pub fn train(config: &RunConfig, quiet: bool) -> Result<Outcome> {
         *last_scores.borrow_mut() = Some(scores);
         Ok(value)
     };
+    let observed = if config.attacks.is_empty() {
+        ObservationLimits {
+            steps: 0,
+            max_samples: 0,
+        }
+    } else {
+        let limits = attack::limits(config);
+        run.split_mut()
+            .context("attacks need a split run")?
+            .model()
+            .observe(limits);
+        limits
+    };
     let traffic_before = run.learner().traffic();
     let mut recent: Vec<f32> = Vec::new();
     let training_set = data.training_set();
+    let mut recorder = TruthRecorder::new(run.learner(), observed);
     let report = fit(
-        run.learner(),
+        &mut recorder,
         training_set.as_ref(),
         &config.train,
         Some(&mut evaluate),
@@ -145,6 +191,7 @@ pub fn train(config: &RunConfig, quiet: bool) -> Result<Outcome> {
         },
     )?;
     bar.finish_and_clear();
+    let truth = recorder.into_truth();
     let (sent, received) = traffic_delta(traffic_before, run.learner().traffic());
     let (eval_sent, eval_received) = eval_bytes.into_inner();
     let (sent, received) = (sent - eval_sent, received - eval_received);
@@ -152,11 +199,24 @@ pub fn train(config: &RunConfig, quiet: bool) -> Result<Outcome> {
         Some(scores) => scores,
         None => data.evaluate(run.learner(), &config.generate)?,
     };
+    let attacked = match run.split_mut() {
+        Some(split) if !config.attacks.is_empty() => {
+            if !quiet {
+                println!("attacking what the model party observed…");
+            }
+            Some(attack::mount(config, &model, split, data.head(), &truth)?)
+        }
+        _ => None,
+    };
     run.finish()?;
     let wall = started.elapsed().as_secs_f64();
 
     let tokens_per_second = report.tokens_this_run as f64 / report.seconds.max(1e-9);
     let mut record = setting_record(config, &model, &setting);
+    if let Some(label) = defense_setting {
+        record["defense_setting"] = json!(label);
+    }
+    record["run_id"] = json!(run_id);
     let fields = json!({
         "job": "train",
         "train_examples": n_train,
@@ -182,6 +242,42 @@ pub fn train(config: &RunConfig, quiet: bool) -> Result<Outcome> {
     });
     merge(&mut record, fields);
     records::append(&config.output.records, &record)?;
+    let mut attack_rows = Vec::new();
+    if let Some((prior, outcomes)) = &attacked {
+        for outcome in outcomes {
+            let samples = match outcome.scores {
+                AttackScores::Inversion(s) => s.samples,
+                AttackScores::Labels(s) => s.samples,
+            };
+            let mut line = setting_record(config, &model, &setting);
+            line["defense_setting"] = record["defense_setting"].clone();
+            merge(
+                &mut line,
+                json!({
+                    "job": "attack",
+                    "run_id": run_id,
+                    "attack": { "name": outcome.name, "kind": outcome.kind, "params": outcome.params },
+                    "prior": prior,
+                    "ap": outcome.scores.ap(),
+                    "attack_scores": outcome.scores,
+                    "mp": after.value,
+                    "samples": samples,
+                    "attack_seconds": outcome.seconds,
+                    "seconds_per_sample": outcome.seconds / samples.max(1) as f64,
+                }),
+            );
+            records::append(&config.output.records, &line)?;
+            attack_rows.push((
+                format!("attack {} ({})", outcome.name, outcome.kind.name()),
+                format!(
+                    "AP {:.4} · {} · {samples} samples, {:.1} s",
+                    outcome.scores.ap(),
+                    serde_json::to_string(&outcome.scores).unwrap_or_default(),
+                    outcome.seconds
+                ),
+            ));
+        }
+    }
 
     let mut table = Table::new(format!("splitlm train · {}", config.run_name()));
     table
@@ -236,10 +332,56 @@ pub fn train(config: &RunConfig, quiet: bool) -> Result<Outcome> {
     for (reference, generated) in &after.samples {
         table.row("sample", format!("{generated:?} (reference {reference:?})"));
     }
+    for (label, value) in attack_rows {
+        table.row(label, value);
+    }
     table
         .row("wall time", format!("{wall:.1} s"))
         .row("record", config.output.records.display().to_string());
     Ok(Outcome { record, table })
+}
+
+/// What `splitlm grid` produced.
+pub struct GridOutcome {
+    /// The experiment's report over every setting.
+    pub report: Report,
+    /// Where the MP–AP plot was written.
+    pub plot: std::path::PathBuf,
+}
+
+/// Trains and attacks `config` once per `[[grid.settings]]` entry (its defenses replacing the
+/// top-level ones), all records in the configured file, then writes the report's plot.
+pub fn grid(config: &RunConfig, quiet: bool) -> Result<GridOutcome> {
+    let grid = config
+        .grid
+        .as_ref()
+        .context("the configuration has no [grid] (add [[grid.settings]] tables)")?;
+    for (i, setting) in grid.settings.iter().enumerate() {
+        if !quiet {
+            println!(
+                "\n── grid setting {}/{}: {} ──",
+                i + 1,
+                grid.settings.len(),
+                setting.name
+            );
+        }
+        let mut one = config.clone();
+        one.defenses = setting.defenses.clone();
+        one.grid = None;
+        let outcome = train_labelled(&one, quiet, Some(&setting.name))
+            .with_context(|| format!("grid setting \"{}\"", setting.name))?;
+        if !quiet {
+            print!("{}", outcome.table.render());
+        }
+    }
+    let records = records::read(&config.output.records)?;
+    let report = report::build(&records, Some(&config.run_name()))?;
+    let plot = grid
+        .plot
+        .clone()
+        .unwrap_or_else(|| config.output.records.with_extension("svg"));
+    report.plot(&plot)?;
+    Ok(GridOutcome { report, plot })
 }
 
 /// Scores the configured model (optionally the state saved in a checkpoint directory) on the

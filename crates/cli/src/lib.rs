@@ -4,9 +4,11 @@
 //! record per run ([`records`]).
 
 pub mod app;
+pub mod attack;
 pub mod config;
 pub mod jobs;
 pub mod records;
+pub mod report;
 pub mod scores;
 pub mod session;
 pub mod task;

@@ -67,6 +67,14 @@ impl Run {
         }
     }
 
+    /// The split model, when the run is split.
+    pub fn split_mut(&mut self) -> Option<&mut Split> {
+        match self {
+            Run::Split(split) => Some(split.as_mut()),
+            Run::Whole(_) => None,
+        }
+    }
+
     /// Ends the session (split runs).
     pub fn finish(self) -> Result<()> {
         if let Run::Split(split) = self {

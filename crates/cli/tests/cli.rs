@@ -210,3 +210,93 @@ fn every_file_based_task_kind_trains_and_scores_on_fixtures() {
         assert_eq!(records::read(&records_path).unwrap().len(), cases.len());
     }
 }
+
+#[test]
+fn a_defense_grid_trains_attacks_and_reports_every_setting() {
+    if !(have(splitlm_assets::Asset::MiniLm) && have(splitlm_assets::Asset::Sentiment)) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let records_path = dir.path().join("grid.jsonl");
+    let overrides = vec![
+        "task.train_examples=32".to_string(),
+        "task.eval_examples=32".to_string(),
+        "attacker.max_samples=2".to_string(),
+        "task.max_len=24".to_string(),
+        format!("output.records={}", records_path.display()),
+    ];
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/grid-sentiment.toml");
+    let mut config = RunConfig::load(&path, &overrides).unwrap();
+    // The shipped grid at toy size: three of its settings, a much shorter RWI.
+    let grid = config.grid.as_mut().unwrap();
+    grid.settings
+        .retain(|s| ["none", "Laplace ε=20", "sparsify 99%"].contains(&s.name.as_str()));
+    assert_eq!(grid.settings.len(), 3);
+    for attack in &mut config.attacks {
+        if let splitlm_attacks::AttackConfig::Rwi(s) = attack {
+            s.steps = 20;
+        }
+    }
+    let done = jobs::grid(&config, true).unwrap();
+
+    let lines = records::read(&records_path).unwrap();
+    let jobs_seen: Vec<&str> = lines.iter().map(|l| l["job"].as_str().unwrap()).collect();
+    assert_eq!(
+        jobs_seen,
+        ["train", "attack", "attack"].repeat(3),
+        "each run is followed by its two attacks"
+    );
+    for line in &lines[1..3] {
+        assert_eq!(line["run_id"], lines[0]["run_id"]);
+        assert_eq!(line["samples"], 2);
+        assert_eq!(line["prior"]["white_box_head"], "pretrained");
+    }
+
+    let report = &done.report;
+    assert_eq!(report.rows.len(), 3);
+    let vmi = |row: usize| {
+        report.rows[row]
+            .attacks
+            .iter()
+            .find(|a| a.name == "vmi")
+            .unwrap()
+            .ap
+    };
+    eprintln!("{}", report.table());
+    // Undefended, the pretrained head's first-step activations give most tokens back; Laplace
+    // noise of b = 81.82 / 20 = 4.1 leaves the attacker next to nothing.
+    assert!(vmi(0) > 0.5, "{}", report.table());
+    assert!(vmi(1) < 0.5 * vmi(0), "{}", report.table());
+    let baseline = report.rows[0].attacks[0].dcs.unwrap();
+    assert!(baseline < 0.75, "an undefended run scores near 0.586");
+    assert!(
+        std::fs::read_to_string(&done.plot)
+            .unwrap()
+            .starts_with("<svg")
+    );
+    assert_eq!(done.plot, records_path.with_extension("svg"));
+}
+
+#[test]
+fn label_attacks_are_refused_where_the_model_party_sees_no_label_gradient() {
+    let err = RunConfig::from_toml(
+        "[model]\nsource = \"minilm\"\n[split]\npartition = { kind = \"head_body_tail\", \
+         n_head = 2, n_tail = 2 }\n[task]\nkind = \"sentiment\"\n[[attacks]]\nkind = \"dls\"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("attacks[0]") && err.contains("Head–Tail"),
+        "{err}"
+    );
+    let err = RunConfig::from_toml(
+        "[model]\nsource = \"minilm\"\n[split]\npartition = { kind = \"head_tail\", n_head = 2 }\n\
+         [task]\nkind = \"sentiment\"\n[[attacks]]\nkind = \"vmi\"\nsteps = 0\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("attacks[0]") && err.contains("steps"), "{err}");
+}
