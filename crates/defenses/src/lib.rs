@@ -1,16 +1,19 @@
 //! Defenses the data party applies where its tensors cross to the model party (DESIGN.md §1.5).
 //!
-//! A [`Defense`] gets hooks at each crossing point: the head's output before it is sent, the
-//! body's output when it arrives (Head–Body–Tail), and the gradient sent back. Defenses
-//! compose as a list ([`Defenses`]), applied in order. A hook on the head's output must stay
-//! differentiable in its input: the data party backpropagates the model party's gradient
-//! through it (noise passes gradients unchanged, a sparsity mask zeroes them).
+//! A [`Defense`] gets hooks at each crossing point (DESIGN.md §1.5): the input tokens before the
+//! head embeds them, the head's output before it is sent, the body's output when it arrives
+//! (Head–Body–Tail), and the gradient sent back; and it may add a term to the data party's
+//! objective and train modules of its own with its own optimizer. Defenses compose as a list
+//! ([`Defenses`]), applied in order. A hook on the head's output must stay differentiable in
+//! its input: the data party backpropagates the model party's gradient through it (noise
+//! passes gradients unchanged, a sparsity mask zeroes them).
 
 mod config;
 mod dp;
 mod sparsify;
 
-use burn::tensor::Tensor;
+use burn::tensor::{Gradients, Tensor};
+use splitlm_nn::TokenBatch;
 
 pub use config::DefenseConfig;
 pub use dp::{DpNoise, DpTarget, gaussian_sigma};
@@ -33,6 +36,11 @@ pub trait Defense: Send {
     /// Its parameters, for records.
     fn params(&self) -> serde_json::Value;
 
+    /// The input tokens before the head embeds them (text-level defenses replace tokens).
+    fn on_input(&mut self, batch: TokenBatch, _ctx: &HookContext) -> TokenBatch {
+        batch
+    }
+
     /// The head's output `[b, s, d]` before it is sent.
     fn on_activation(&mut self, hidden: Tensor<3>, _ctx: &HookContext) -> Tensor<3> {
         hidden
@@ -47,6 +55,23 @@ pub trait Defense: Send {
     fn on_gradient(&mut self, grad: Tensor<3>, _ctx: &HookContext) -> Tensor<3> {
         grad
     }
+
+    /// A term added to the data party's objective on its head side (a bottleneck's KL, an
+    /// adversary's loss…), built from what [`Defense::on_activation`] computed in the same
+    /// training step: it is backpropagated together with the model party's gradient.
+    fn extra_loss(&mut self, _ctx: &HookContext) -> Option<Tensor<1>> {
+        None
+    }
+
+    /// Whether the defense trains modules of its own (then the head-side backward pass runs,
+    /// and [`Defense::update`] is called, even when the head itself is frozen).
+    fn is_trainable(&self) -> bool {
+        false
+    }
+
+    /// Updates the defense's own modules with its own optimizer from the gradients of the
+    /// head-side backward pass of a training step.
+    fn update(&mut self, _grads: &Gradients, _ctx: &HookContext) {}
 }
 
 /// Defenses applied in order.
@@ -77,6 +102,31 @@ impl Defenses {
                 .map(|d| serde_json::json!({ "name": d.name(), "params": d.params() }))
                 .collect(),
         )
+    }
+
+    /// Every defense's [`Defense::on_input`], in order.
+    pub fn on_input(&mut self, batch: TokenBatch, ctx: &HookContext) -> TokenBatch {
+        self.0.iter_mut().fold(batch, |b, d| d.on_input(b, ctx))
+    }
+
+    /// The sum of every defense's [`Defense::extra_loss`], if any has one.
+    pub fn extra_loss(&mut self, ctx: &HookContext) -> Option<Tensor<1>> {
+        self.0
+            .iter_mut()
+            .filter_map(|d| d.extra_loss(ctx))
+            .reduce(|a, b| a + b)
+    }
+
+    /// Whether any defense trains modules of its own.
+    pub fn is_trainable(&self) -> bool {
+        self.0.iter().any(|d| d.is_trainable())
+    }
+
+    /// Every defense's [`Defense::update`].
+    pub fn update(&mut self, grads: &Gradients, ctx: &HookContext) {
+        for d in &mut self.0 {
+            d.update(grads, ctx);
+        }
     }
 
     /// Every defense's [`Defense::on_activation`], in order.

@@ -126,11 +126,13 @@ impl DataParty {
             step,
             training: true,
         };
+        let batch = self.defenses.on_input(batch.clone(), &ctx);
         let model = self.head.model();
-        let h1 = model.forward_blocks(model.embed(batch)?, None)?;
+        let h1 = model.forward_blocks(model.embed(&batch)?, None)?;
         let (mask, positions) = (h1.attention_mask.clone(), h1.positions.clone());
         // What crosses is the defended activation; the head's gradient flows back through it.
         let sent = self.defenses.on_activation(h1.states.clone(), &ctx);
+        let extra_loss = self.defenses.extra_loss(&ctx);
         self.send_forward(step, Mode::Train, &sent, mask.clone(), &positions)?;
 
         let (kind, frame) = self.recv_output(step)?;
@@ -179,9 +181,18 @@ impl DataParty {
         };
         let input_grad = wire::float_tensor::<3>(&input_grad, &device, "the input gradient")?;
         expect_shape(&input_grad.dims(), &h1.states.dims(), "the input gradient")?;
-        if self.head.is_trainable() {
-            let grads = (sent * input_grad).sum().backward();
-            self.head.apply_gradients(grads);
+        if self.head.is_trainable() || self.defenses.is_trainable() {
+            // The head's objective: the model party's gradient on what was sent, plus the
+            // defenses' own terms.
+            let mut objective = (sent * input_grad).sum();
+            if let Some(extra) = extra_loss {
+                objective = objective + extra;
+            }
+            let grads = objective.backward();
+            self.defenses.update(&grads, &ctx);
+            if self.head.is_trainable() {
+                self.head.apply_gradients(grads);
+            }
         }
         let after = self.traffic();
         Ok(TrainStep {
@@ -202,7 +213,7 @@ impl DataParty {
         };
         let head = self.head.model().valid();
         let device = self.device().inner();
-        let batch = batch.to_device(&device);
+        let batch = self.defenses.on_input(batch.to_device(&device), &ctx);
         let h1 = head.forward_blocks(head.embed(&batch)?, None)?;
         let sent = self.defenses.on_activation(h1.states.clone(), &ctx);
         self.send_forward(

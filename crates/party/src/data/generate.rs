@@ -68,7 +68,8 @@ impl DataParty {
                 step,
                 training: false,
             };
-            let h1 = head.forward_blocks(head.embed(steps.batch())?, Some(&mut head_cache))?;
+            let batch = self.defenses.on_input(steps.batch().clone(), &ctx);
+            let h1 = head.forward_blocks(head.embed(&batch)?, Some(&mut head_cache))?;
             let [_, new, _] = h1.states.dims();
             let [_, total] = h1.attention_mask.dims();
             let new_mask = h1.attention_mask.clone().narrow(1, total - new, new);

@@ -123,3 +123,116 @@ fn sparsified_activations_cross_with_the_configured_rate() {
         assert!(*s == 0.0 || s == c, "kept values cross unchanged");
     }
 }
+
+/// A test defense with every remaining hook: it replaces token ids above `max_id` by `max_id`
+/// in the input, scales the sent activations by a learned gate `g` (its own module), adds
+/// `λ·(g − target)²` to the objective and steps `g` by plain gradient descent.
+struct GateAndClip {
+    max_id: i64,
+    gate: burn::tensor::Tensor<1>,
+    leaf: Option<burn::tensor::Tensor<1>>,
+    target: f64,
+    weight: f64,
+    lr: f64,
+}
+
+impl splitlm_defenses::Defense for GateAndClip {
+    fn name(&self) -> &'static str {
+        "gate_and_clip"
+    }
+    fn params(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
+    fn on_input(
+        &mut self,
+        batch: splitlm_nn::TokenBatch,
+        _ctx: &splitlm_defenses::HookContext,
+    ) -> splitlm_nn::TokenBatch {
+        splitlm_nn::TokenBatch {
+            input_ids: batch.input_ids.clamp_max(self.max_id),
+            ..batch
+        }
+    }
+    fn on_activation(
+        &mut self,
+        hidden: burn::tensor::Tensor<3>,
+        ctx: &splitlm_defenses::HookContext,
+    ) -> burn::tensor::Tensor<3> {
+        let gate = burn::tensor::Tensor::from_inner(self.gate.clone());
+        let gate = if ctx.training {
+            gate.require_grad()
+        } else {
+            gate
+        };
+        self.leaf = Some(gate.clone());
+        hidden * gate.unsqueeze::<3>()
+    }
+    fn extra_loss(
+        &mut self,
+        _ctx: &splitlm_defenses::HookContext,
+    ) -> Option<burn::tensor::Tensor<1>> {
+        let gate = self.leaf.clone()?;
+        Some((gate - self.target).powi_scalar(2).sum() * self.weight)
+    }
+    fn is_trainable(&self) -> bool {
+        true
+    }
+    fn update(&mut self, grads: &burn::tensor::Gradients, _ctx: &splitlm_defenses::HookContext) {
+        let grad = self.leaf.take().and_then(|leaf| leaf.grad(grads));
+        if let Some(grad) = grad {
+            self.gate = self.gate.clone() - grad * self.lr;
+        }
+    }
+}
+
+#[test]
+fn input_extra_loss_and_own_module_hooks_take_part_in_training() {
+    let device = cpu();
+    let gate = GateAndClip {
+        max_id: 40,
+        gate: burn::tensor::Tensor::ones([1], &device.clone().inner()),
+        leaf: None,
+        target: 0.5,
+        weight: 10.0,
+        lr: 0.02,
+    };
+    let (mut data, sent, _) = defended(Defenses::new(vec![Box::new(gate)]));
+    let work = Workload::classify("bert");
+    let batch = work.batch(&device);
+    let labels = work.labels(&batch);
+    // What the head makes of the clipped ids: the first frame must be exactly that (g = 1).
+    let clipped = splitlm_nn::TokenBatch {
+        input_ids: batch.input_ids.clone().clamp_max(40),
+        ..batch.clone()
+    };
+    assert_ne!(
+        clipped.input_ids.clone().into_data(),
+        batch.input_ids.clone().into_data(),
+        "the fixture has ids above 40"
+    );
+    let ckpt = work.checkpoint();
+    let slices = Partition::head_body_tail(1, 1)
+        .slices(ckpt.num_layers())
+        .unwrap();
+    let head = ckpt.load(&slices.data_head, work.task, &device).unwrap();
+    let expected = head
+        .forward_blocks(head.embed(&clipped).unwrap(), None)
+        .unwrap()
+        .states
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .unwrap();
+    for _ in 0..20 {
+        assert!(data.train_step(&batch, &labels).unwrap().loss.is_finite());
+    }
+    let frames = sent.lock().unwrap();
+    let first = frames[0].to_f32().unwrap();
+    assert!(crate::common::relative_error(&first, &expected) < 1e-6);
+    // The gate learned: the extra loss pulls it from 1 towards 0.5 (20 steps of lr 0.02 on
+    // 10·(g − 0.5)²: about 1 − 0.5·(1 − 0.8^20)), so the last frame is the head's output
+    // scaled down.
+    let last = frames[19].to_f32().unwrap();
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let ratio = norm(&last) / norm(&first);
+    assert!(ratio < 0.7 && ratio > 0.4, "sent norm ratio {ratio}");
+}
