@@ -67,6 +67,7 @@ fn main() -> Result<()> {
     model.observe(ObservationLimits {
         steps: 1,
         max_samples: args.samples,
+        weight_gradients: false,
     });
     let (a, b) = in_process_pair(Limits::default());
     let server = model.spawn(b);

@@ -197,6 +197,7 @@ mod tests {
                 attention_mask: empty,
                 output_kind: kind,
                 output: empty_output(),
+                weight_gradients: Vec::new(),
                 output_grad: TensorFrame::from_f32(vec![grads.len(), width], &flat, WireDType::F32)
                     .unwrap(),
             }],

@@ -55,6 +55,7 @@ fn observe_head_tail(
     model.observe(ObservationLimits {
         steps: observed,
         max_samples: 64,
+        weight_gradients: true,
     });
     let (a, b) = in_process_pair(Limits::default());
     let server = model.spawn(b);
@@ -102,6 +103,20 @@ fn dls_and_bli_recover_every_label_in_head_tail() {
         2,
         "only the first two steps are kept"
     );
+    // The view also holds the model party's own weight gradients: the classifier's bias
+    // gradient is the batch sum of the logit gradients it received.
+    for o in &view.observations {
+        let bias = o
+            .weight_gradients
+            .iter()
+            .find(|g| g.path.ends_with("classifier.bias"))
+            .expect("the classifier's bias gradient was recorded");
+        let logit_grads = o.output_grad.to_f32().unwrap();
+        for (class, &b) in bias.values.iter().enumerate() {
+            let sum: f32 = logit_grads.iter().skip(class).step_by(3).sum();
+            assert!((b - sum).abs() < 1e-6, "class {class}: {b} vs {sum}");
+        }
+    }
     let expected: Vec<usize> = truth.iter().chain(&truth).copied().collect();
     let prior = Prior::default();
     for attack in [

@@ -24,6 +24,7 @@ pub fn limits(config: &RunConfig) -> ObservationLimits {
     ObservationLimits {
         steps: config.attacker.observe_steps,
         max_samples: config.attacker.max_samples,
+        weight_gradients: false,
     }
 }
 
@@ -134,6 +135,47 @@ pub struct AttackOutcome {
     pub scores: AttackScores,
     /// Wall time of the attack itself.
     pub seconds: f64,
+}
+
+impl AttackOutcome {
+    /// Samples attacked.
+    pub fn samples(&self) -> usize {
+        match self.scores {
+            AttackScores::Inversion(s) => s.samples,
+            AttackScores::Labels(s) => s.samples,
+        }
+    }
+
+    /// The fields of its JSON record (the run's setting fields are merged in by the job).
+    pub fn record(&self, run_id: &str, prior: &serde_json::Value, mp: f64) -> serde_json::Value {
+        let samples = self.samples();
+        serde_json::json!({
+            "job": "attack",
+            "run_id": run_id,
+            "attack": { "name": self.name, "kind": self.kind, "params": self.params },
+            "prior": prior,
+            "ap": self.scores.ap(),
+            "attack_scores": self.scores,
+            "mp": mp,
+            "samples": samples,
+            "attack_seconds": self.seconds,
+            "seconds_per_sample": self.seconds / samples.max(1) as f64,
+        })
+    }
+
+    /// Its row in the run's summary table.
+    pub fn table_row(&self) -> (String, String) {
+        (
+            format!("attack {} ({})", self.name, self.kind.name()),
+            format!(
+                "AP {:.4} · {} · {} samples, {:.1} s",
+                self.scores.ap(),
+                serde_json::to_string(&self.scores).unwrap_or_default(),
+                self.samples(),
+                self.seconds
+            ),
+        )
+    }
 }
 
 /// Runs every attack of `config` on what the model party of `split` observed.

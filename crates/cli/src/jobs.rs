@@ -8,7 +8,6 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use splitlm_attacks::score::AttackScores;
 use splitlm_nn::TaskHead;
 use splitlm_nn::generate::Sampling;
 use splitlm_party::ObservationLimits;
@@ -150,6 +149,7 @@ pub fn train_labelled(
         ObservationLimits {
             steps: 0,
             max_samples: 0,
+            weight_gradients: false,
         }
     } else {
         let limits = attack::limits(config);
@@ -245,37 +245,11 @@ pub fn train_labelled(
     let mut attack_rows = Vec::new();
     if let Some((prior, outcomes)) = &attacked {
         for outcome in outcomes {
-            let samples = match outcome.scores {
-                AttackScores::Inversion(s) => s.samples,
-                AttackScores::Labels(s) => s.samples,
-            };
             let mut line = setting_record(config, &model, &setting);
             line["defense_setting"] = record["defense_setting"].clone();
-            merge(
-                &mut line,
-                json!({
-                    "job": "attack",
-                    "run_id": run_id,
-                    "attack": { "name": outcome.name, "kind": outcome.kind, "params": outcome.params },
-                    "prior": prior,
-                    "ap": outcome.scores.ap(),
-                    "attack_scores": outcome.scores,
-                    "mp": after.value,
-                    "samples": samples,
-                    "attack_seconds": outcome.seconds,
-                    "seconds_per_sample": outcome.seconds / samples.max(1) as f64,
-                }),
-            );
+            merge(&mut line, outcome.record(&run_id, prior, after.value));
             records::append(&config.output.records, &line)?;
-            attack_rows.push((
-                format!("attack {} ({})", outcome.name, outcome.kind.name()),
-                format!(
-                    "AP {:.4} · {} · {samples} samples, {:.1} s",
-                    outcome.scores.ap(),
-                    serde_json::to_string(&outcome.scores).unwrap_or_default(),
-                    outcome.seconds
-                ),
-            ));
+            attack_rows.push(outcome.table_row());
         }
     }
 

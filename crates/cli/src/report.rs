@@ -291,24 +291,49 @@ impl Report {
             .y_desc(format!("MP ({metric})"))
             .draw()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // One label per setting, above its left-most point; its attacks' points share its MP
+        // and are joined by a faint line.
+        for row in &self.rows {
+            let aps: Vec<f64> = row.attacks.iter().map(|c| c.ap).collect();
+            let (left, right) = aps
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, r), &a| {
+                    (l.min(a), r.max(a))
+                });
+            if !left.is_finite() {
+                continue;
+            }
+            chart
+                .draw_series(LineSeries::new(
+                    [(left, row.mp), (right, row.mp)],
+                    BLACK.mix(0.25),
+                ))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            chart
+                .draw_series(std::iter::once(
+                    EmptyElement::at((left, row.mp))
+                        + Text::new(row.setting.clone(), (-4, -18), ("sans-serif", 12)),
+                ))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
         for (i, name) in names.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
-            let points: Vec<(f64, f64, String)> = self
+            let points: Vec<(f64, f64)> = self
                 .rows
                 .iter()
                 .filter_map(|r| {
                     r.attacks
                         .iter()
                         .rfind(|c| &c.name == name)
-                        .map(|c| (c.ap, r.mp, r.setting.clone()))
+                        .map(|c| (c.ap, r.mp))
                 })
                 .collect();
             chart
-                .draw_series(points.iter().map(|(ap, mp, label)| {
-                    EmptyElement::at((*ap, *mp))
-                        + Circle::new((0, 0), 5, color.filled())
-                        + Text::new(label.clone(), (8, -6), ("sans-serif", 12))
-                }))
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|&(ap, mp)| Circle::new((ap, mp), 5, color.filled())),
+                )
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .label(name.clone())
                 .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));

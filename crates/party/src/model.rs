@@ -163,11 +163,11 @@ impl ModelParty {
                     let watched = (mode == Mode::Train)
                         .then(|| self.watching(report.train_steps))
                         .flatten()
-                        .map(|max| {
+                        .map(|limits| {
                             (
-                                first_rows(&hidden, max),
-                                first_rows(&attention_mask, max),
-                                max,
+                                first_rows(&hidden, limits.max_samples),
+                                first_rows(&attention_mask, limits.max_samples),
+                                limits,
                                 session,
                             )
                         });
@@ -209,9 +209,9 @@ impl ModelParty {
     }
 
     /// The sample limit when the `train_steps`-th training step of a session is recorded.
-    fn watching(&self, train_steps: u64) -> Option<usize> {
+    fn watching(&self, train_steps: u64) -> Option<ObservationLimits> {
         match &self.lock().observer {
-            Some((limits, _)) if train_steps < limits.steps => Some(limits.max_samples),
+            Some((limits, _)) if train_steps < limits.steps => Some(*limits),
             _ => None,
         }
     }
@@ -221,7 +221,7 @@ impl ModelParty {
         transport: &mut dyn Transport,
         step: u64,
         hidden: Hidden,
-        watched: Option<(TensorFrame, TensorFrame, usize, u64)>,
+        watched: Option<(TensorFrame, TensorFrame, ObservationLimits, u64)>,
     ) -> Result<(), PartyError> {
         let mut shared = self.lock();
         let h1 = hidden.states.clone().require_grad();
@@ -240,27 +240,47 @@ impl ModelParty {
             }
             other => return Err(unexpected("Gradient", &other)),
         };
-        if let (Some((hidden, attention_mask, max, session)), Some((_, seen))) =
-            (watched, shared.observer.as_mut())
-        {
-            seen.push(Observation {
-                session,
-                step,
-                batch_rows: grad.shape.first().copied().unwrap_or(0),
-                hidden,
-                attention_mask,
-                output_kind: kind,
-                output: first_rows(&sent, max),
-                output_grad: first_rows(&grad, max),
-            });
-        }
-        let grad = wire::output_tensor(kind, &grad, &self.device)?;
+        let grad_frame = grad;
+        let grad = wire::output_tensor(kind, &grad_frame, &self.device)?;
         expect_shape(&grad.dims(), &packed.dims(), "the output gradient")?;
         let grads = (packed * grad).sum().backward();
         let input_grad = h1
             .grad(&grads)
             .expect("the received activations are a leaf of the output");
+        let weight_gradients = watched.as_ref().is_some_and(|w| w.2.weight_gradients);
+        let recording_already = shared.slice.recorded_gradients().is_some();
+        if weight_gradients && !recording_already {
+            shared.slice.record_gradients(true);
+        }
         shared.slice.apply_gradients(grads);
+        if let Some((hidden, attention_mask, limits, session)) = watched {
+            let weights = if weight_gradients {
+                let recorded = shared
+                    .slice
+                    .recorded_gradients()
+                    .unwrap_or_default()
+                    .to_vec();
+                if !recording_already {
+                    shared.slice.record_gradients(false);
+                }
+                recorded
+            } else {
+                Vec::new()
+            };
+            if let Some((_, seen)) = shared.observer.as_mut() {
+                seen.push(Observation {
+                    session,
+                    step,
+                    batch_rows: grad_frame.shape.first().copied().unwrap_or(0),
+                    hidden,
+                    attention_mask,
+                    output_kind: kind,
+                    output: first_rows(&sent, limits.max_samples),
+                    output_grad: first_rows(&grad_frame, limits.max_samples),
+                    weight_gradients: weights,
+                });
+            }
+        }
         drop(shared);
         transport.send(&Message::InputGradient {
             step,

@@ -12,6 +12,9 @@ pub struct ObservationLimits {
     pub steps: u64,
     /// At most this many samples (batch rows) of each step are kept.
     pub max_samples: usize,
+    /// Also keep a host copy of the gradients of the slice's trainable weights of each
+    /// recorded step (whole-batch gradients, as the optimizer used them).
+    pub weight_gradients: bool,
 }
 
 impl Default for ObservationLimits {
@@ -19,6 +22,7 @@ impl Default for ObservationLimits {
         Self {
             steps: 1,
             max_samples: 64,
+            weight_gradients: false,
         }
     }
 }
@@ -42,6 +46,9 @@ pub struct Observation {
     pub output: TensorFrame,
     /// The gradient of that output it received back.
     pub output_grad: TensorFrame,
+    /// The gradients of its own trainable weights in that step (with
+    /// [`ObservationLimits::weight_gradients`]; empty otherwise).
+    pub weight_gradients: Vec<crate::NamedGradient>,
 }
 
 /// The first `n` rows (outermost index) of a frame.
