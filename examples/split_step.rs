@@ -58,10 +58,7 @@ const TASK: TaskHead = TaskHead::SequenceClassification { num_labels: 2 };
 fn main() -> Result<()> {
     let args = Args::parse();
     let device = args.device.probe()?.autodiff();
-    let model_spec = args
-        .model_device
-        .clone()
-        .unwrap_or_else(|| args.device.clone());
+    let model_spec = args.model_device.unwrap_or(args.device);
     let model_device = model_spec.probe()?.autodiff();
     let dir = match &args.model {
         Some(dir) => dir.clone(),
