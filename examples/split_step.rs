@@ -1,7 +1,8 @@
 //! Benchmark: one split training step against the same step on the whole model.
 //!
-//! MiniLM (real weights) with a 2-class head, full fine-tuning with AdamW, a batch of
-//! `--batch` × `--seq` tokens, both parties on `--device`, over the in-process transport
+//! MiniLM (real weights; or any model directory with `--model`) with a 2-class head, full
+//! fine-tuning with AdamW, a batch of `--batch` × `--seq` tokens, the data party on `--device`
+//! and the model party on `--model-device` (default: the same), over the in-process transport
 //! (messages encoded and decoded, so the codec's cost is in). Prints milliseconds per step,
 //! the split's overhead in %, and bytes per step each way; `--out` appends JSON lines.
 //!
@@ -74,8 +75,14 @@ fn main() -> Result<()> {
         &device,
     ));
     println!(
-        "MiniLM training step, batch {} x {} tokens, data party on {}, model party on {}, full fine-tuning, AdamW",
-        args.batch, args.seq, args.device, model_spec
+        "{} training step, batch {} x {} tokens, data party on {}, model party on {}, full fine-tuning, AdamW",
+        args.model
+            .as_ref()
+            .map_or("MiniLM".into(), |d| d.display().to_string()),
+        args.batch,
+        args.seq,
+        args.device,
+        model_spec
     );
     let first_ms = unsplit(&ckpt, &batch, &labels, &device, args.steps)?;
     println!("{:<42} {:>8.1} ms/step", "unsplit", first_ms);
