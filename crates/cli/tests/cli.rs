@@ -300,3 +300,41 @@ fn label_attacks_are_refused_where_the_model_party_sees_no_label_gradient() {
     .to_string();
     assert!(err.contains("attacks[0]") && err.contains("steps"), "{err}");
 }
+
+#[test]
+fn label_attacks_run_through_a_head_tail_grid_and_noise_on_gradients_blunts_them() {
+    if !(have(splitlm_assets::Asset::MiniLm) && have(splitlm_assets::Asset::Sentiment)) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let records_path = dir.path().join("ht.jsonl");
+    let overrides = vec![
+        "task.train_examples=32".to_string(),
+        "task.eval_examples=16".to_string(),
+        "task.max_len=24".to_string(),
+        format!("output.records={}", records_path.display()),
+    ];
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../configs/grid-sentiment-ht.toml");
+    let mut config = RunConfig::load(&path, &overrides).unwrap();
+    config.attacks.retain(|a| a.name() != "vmi");
+    let grid = config.grid.as_mut().unwrap();
+    grid.settings
+        .retain(|s| ["none", "grad Laplace ε=0.5"].contains(&s.name.as_str()));
+    let report = jobs::grid(&config, true).unwrap().report;
+    eprintln!("{}", report.table());
+    let ap = |row: usize, name: &str| {
+        report.rows[row]
+            .attacks
+            .iter()
+            .find(|a| a.name == name)
+            .unwrap()
+            .ap
+    };
+    assert_eq!(ap(0, "dls"), 1.0, "{}", report.table());
+    assert_eq!(ap(0, "bli"), 1.0, "{}", report.table());
+    assert_eq!(ap(0, "ds"), 1.0, "{}", report.table());
+    // b = 0.2 / 0.5 = 0.4 against logit gradients of about 1/32: the labels are noise.
+    assert!(ap(1, "dls") < 0.9, "{}", report.table());
+    assert!(report.rows[1].t_dcs["label_inference"] > report.rows[0].t_dcs["label_inference"]);
+}
