@@ -68,6 +68,7 @@ fn main() -> Result<()> {
         steps: 1,
         max_samples: args.samples,
         weight_gradients: false,
+        slices: false,
     });
     let (a, b) = in_process_pair(Limits::default());
     let server = model.spawn(b);
@@ -98,9 +99,7 @@ fn main() -> Result<()> {
     data.train_step(&batch, &labels)?;
     data.finish()?;
     server.join().expect("model party thread")?;
-    let view = AttackerView {
-        observations: model.observations(),
-    };
+    let view = AttackerView::of(&model);
     let prior = Prior::white_box(
         ckpt.load(&slices.data_head, TASK, &device)?,
         HeadVersion::Pretrained,

@@ -188,20 +188,18 @@ mod tests {
         let width = grads[0].len();
         let flat: Vec<f32> = grads.concat();
         let empty = TensorFrame::from_f32(vec![0], &[], WireDType::F32).unwrap();
-        AttackerView {
-            observations: vec![Observation {
-                session: 1,
-                step: 0,
-                batch_rows: grads.len(),
-                hidden: empty.clone(),
-                attention_mask: empty,
-                output_kind: kind,
-                output: empty_output(),
-                weight_gradients: Vec::new(),
-                output_grad: TensorFrame::from_f32(vec![grads.len(), width], &flat, WireDType::F32)
-                    .unwrap(),
-            }],
-        }
+        AttackerView::steps(vec![Observation {
+            session: 1,
+            step: 0,
+            batch_rows: grads.len(),
+            hidden: empty.clone(),
+            attention_mask: empty,
+            output_kind: kind,
+            output: empty_output(),
+            weight_gradients: Vec::new(),
+            output_grad: TensorFrame::from_f32(vec![grads.len(), width], &flat, WireDType::F32)
+                .unwrap(),
+        }])
     }
 
     #[test]

@@ -24,13 +24,33 @@ pub use inversion::{
 };
 pub use label::{LabelGuess, direct_label_scoring, direction_scoring, norm_scoring, roc_auc};
 
-use splitlm_party::Observation;
+use splitlm_party::{ModelParty, Observation, SliceSnapshot};
 
 /// What the attacker has: the recorded training steps.
 #[derive(Debug, Clone, Default)]
 pub struct AttackerView {
     /// The observations, in the order they were made.
     pub observations: Vec<Observation>,
+    /// Its own slice around each recorded step (when recorded).
+    pub slices: Vec<SliceSnapshot>,
+}
+
+impl AttackerView {
+    /// Everything `party` recorded ([`ModelParty::observe`]).
+    pub fn of(party: &ModelParty) -> Self {
+        Self {
+            observations: party.observations(),
+            slices: party.observed_slices(),
+        }
+    }
+
+    /// Only the recorded steps (no slices).
+    pub fn steps(observations: Vec<Observation>) -> Self {
+        Self {
+            observations,
+            slices: Vec::new(),
+        }
+    }
 }
 
 /// An attack that cannot run on what was observed.

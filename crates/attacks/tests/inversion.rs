@@ -77,9 +77,7 @@ fn recall_defended(
 
     // The prior: the data party's head as pretrained (the attacker's own copy).
     let prior = ckpt.load(&slices.data_head, task, &device).unwrap();
-    let view = AttackerView {
-        observations: model.observations(),
-    };
+    let view = AttackerView::of(&model);
     let recovered = match attack {
         Attack::Vmi(settings) => vmi(&view, &prior, &settings, &device).unwrap(),
         Attack::Rwi(settings) => rwi(&view, &prior, &settings, &device).unwrap(),

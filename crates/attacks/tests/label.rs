@@ -7,7 +7,7 @@ use splitlm_attacks::score::{self, Truth};
 use splitlm_attacks::{AttackConfig, AttackerView, BliSettings, NoSettings, Prior};
 use splitlm_device::DeviceSpec;
 use splitlm_nn::testing::{Fixture, fixtures_dir};
-use splitlm_nn::{Labels, TaskHead, TokenBatch};
+use splitlm_nn::{Labels, TaskHead, TokenBatch, TransformerSlice};
 use splitlm_partition::{Partition, Trainability};
 use splitlm_party::{
     DataParty, ModelParty, ObservationLimits, OptimizerConfig, PartyOptions, PartySlice,
@@ -56,6 +56,7 @@ fn observe_head_tail(
         steps: observed,
         max_samples: 64,
         weight_gradients: true,
+        slices: true,
     });
     let (a, b) = in_process_pair(Limits::default());
     let server = model.spawn(b);
@@ -71,9 +72,7 @@ fn observe_head_tail(
     }
     data.finish().unwrap();
     server.join().unwrap().unwrap();
-    AttackerView {
-        observations: model.observations(),
-    }
+    AttackerView::of(&model)
 }
 
 fn recovered(config: &AttackConfig, view: &AttackerView, prior: &Prior) -> Vec<usize> {
@@ -117,6 +116,19 @@ fn dls_and_bli_recover_every_label_in_head_tail() {
             assert!((b - sum).abs() < 1e-6, "class {class}: {b} vs {sum}");
         }
     }
+    // …and its slice around each recorded step: the second step starts where the first ended,
+    // and each step moved the classifier.
+    assert_eq!(view.slices.len(), 2);
+    let classifier = |m: &splitlm_zoo::AnyModel| {
+        splitlm_partition::named_parameters(m, m.spec())
+            .into_iter()
+            .find(|p| p.path.ends_with("classifier.weight"))
+            .map(|p| p.value.into_data().try_into_vec_as::<f32>().unwrap())
+            .unwrap()
+    };
+    let (first, second) = (&view.slices[0], &view.slices[1]);
+    assert_eq!(classifier(&first.after), classifier(&second.before));
+    assert_ne!(classifier(&first.before), classifier(&first.after));
     let expected: Vec<usize> = truth.iter().chain(&truth).copied().collect();
     let prior = Prior::default();
     for attack in [
@@ -167,9 +179,7 @@ fn ns_separates_the_classes_of_a_binary_task_once_the_model_leans_and_ds_at_once
     let task = TaskHead::SequenceClassification { num_labels: 2 };
     let view = observe_head_tail(&ckpt, task, 2, &batches, STEPS as u64);
     let auc_at = |attack: &AttackConfig, step: usize| {
-        let one = AttackerView {
-            observations: vec![view.observations[step].clone()],
-        };
+        let one = AttackerView::steps(vec![view.observations[step].clone()]);
         let prior = Prior {
             positive_is_minority: true,
             known_positive: truths[step].iter().position(|&t| t == 1),

@@ -25,6 +25,7 @@ pub fn limits(config: &RunConfig) -> ObservationLimits {
         steps: config.attacker.observe_steps,
         max_samples: config.attacker.max_samples,
         weight_gradients: false,
+        slices: false,
     }
 }
 
@@ -186,9 +187,7 @@ pub fn mount(
     task: TaskHead,
     truth: &Truth,
 ) -> Result<(serde_json::Value, Vec<AttackOutcome>)> {
-    let view = AttackerView {
-        observations: split.model().observations(),
-    };
+    let view = AttackerView::of(split.model());
     anyhow::ensure!(
         !view.observations.is_empty(),
         "the model party observed no training step to attack"

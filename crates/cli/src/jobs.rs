@@ -150,6 +150,7 @@ pub fn train_labelled(
             steps: 0,
             max_samples: 0,
             weight_gradients: false,
+            slices: false,
         }
     } else {
         let limits = attack::limits(config);

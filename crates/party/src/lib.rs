@@ -33,7 +33,7 @@ pub mod wire;
 pub use data::{ByteCount, DataParty, SplitGeneration, TrainStep};
 pub use error::PartyError;
 pub use model::{ModelParty, SessionReport};
-pub use observe::{Observation, ObservationLimits};
+pub use observe::{Observation, ObservationLimits, SliceSnapshot};
 pub use optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 pub use slice::{NamedGradient, PartySlice};
 

@@ -10,7 +10,7 @@ use splitlm_protocol::{
 };
 
 use crate::data::{check_step, unexpected};
-use crate::observe::{Observation, ObservationLimits, first_rows};
+use crate::observe::{Observation, ObservationLimits, SliceSnapshot, first_rows};
 use crate::slice::PartySlice;
 use crate::wire::{self, expect_shape};
 use crate::{PartyError, recv_expected};
@@ -35,7 +35,14 @@ pub struct SessionReport {
 struct Shared {
     slice: PartySlice,
     next_session: u64,
-    observer: Option<(ObservationLimits, Vec<Observation>)>,
+    observer: Option<Observer>,
+}
+
+/// What [`ModelParty::observe`] asked for and what was recorded.
+struct Observer {
+    limits: ObservationLimits,
+    seen: Vec<Observation>,
+    slices: Vec<SliceSnapshot>,
 }
 
 /// The model party. Clones share one slice: several data parties can be served at once, one
@@ -77,7 +84,11 @@ impl ModelParty {
     /// Records what this party receives during training from now on, within `limits` (the
     /// attacker's view of an honest-but-curious server).
     pub fn observe(&self, limits: ObservationLimits) {
-        self.lock().observer = Some((limits, Vec::new()));
+        self.lock().observer = Some(Observer {
+            limits,
+            seen: Vec::new(),
+            slices: Vec::new(),
+        });
     }
 
     /// What was recorded so far.
@@ -85,7 +96,16 @@ impl ModelParty {
         self.lock()
             .observer
             .as_ref()
-            .map(|(_, seen)| seen.clone())
+            .map(|o| o.seen.clone())
+            .unwrap_or_default()
+    }
+
+    /// The slice before and after each recorded step (with [`ObservationLimits::slices`]).
+    pub fn observed_slices(&self) -> Vec<SliceSnapshot> {
+        self.lock()
+            .observer
+            .as_ref()
+            .map(|o| o.slices.clone())
             .unwrap_or_default()
     }
 
@@ -211,7 +231,7 @@ impl ModelParty {
     /// The sample limit when the `train_steps`-th training step of a session is recorded.
     fn watching(&self, train_steps: u64) -> Option<ObservationLimits> {
         match &self.lock().observer {
-            Some((limits, _)) if train_steps < limits.steps => Some(*limits),
+            Some(o) if train_steps < o.limits.steps => Some(o.limits),
             _ => None,
         }
     }
@@ -252,6 +272,10 @@ impl ModelParty {
         if weight_gradients && !recording_already {
             shared.slice.record_gradients(true);
         }
+        let before = watched
+            .as_ref()
+            .filter(|w| w.2.slices)
+            .map(|_| shared.slice.model().clone());
         shared.slice.apply_gradients(grads);
         if let Some((hidden, attention_mask, limits, session)) = watched {
             let weights = if weight_gradients {
@@ -267,8 +291,17 @@ impl ModelParty {
             } else {
                 Vec::new()
             };
-            if let Some((_, seen)) = shared.observer.as_mut() {
-                seen.push(Observation {
+            let after = before.is_some().then(|| shared.slice.model().clone());
+            if let Some(observer) = shared.observer.as_mut() {
+                if let (Some(before), Some(after)) = (before, after) {
+                    observer.slices.push(SliceSnapshot {
+                        session,
+                        step,
+                        before,
+                        after,
+                    });
+                }
+                observer.seen.push(Observation {
                     session,
                     step,
                     batch_rows: grad_frame.shape.first().copied().unwrap_or(0),

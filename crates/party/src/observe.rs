@@ -15,6 +15,9 @@ pub struct ObservationLimits {
     /// Also keep a host copy of the gradients of the slice's trainable weights of each
     /// recorded step (whole-batch gradients, as the optimizer used them).
     pub weight_gradients: bool,
+    /// Also keep the slice as it was before and after each recorded step. Burn modules share
+    /// their tensors, so a snapshot costs only the parameters the step changed.
+    pub slices: bool,
 }
 
 impl Default for ObservationLimits {
@@ -23,6 +26,7 @@ impl Default for ObservationLimits {
             steps: 1,
             max_samples: 64,
             weight_gradients: false,
+            slices: false,
         }
     }
 }
@@ -49,6 +53,19 @@ pub struct Observation {
     /// The gradients of its own trainable weights in that step (with
     /// [`ObservationLimits::weight_gradients`]; empty otherwise).
     pub weight_gradients: Vec<crate::NamedGradient>,
+}
+
+/// The model party's own slice around one recorded training step.
+#[derive(Debug, Clone)]
+pub struct SliceSnapshot {
+    /// The data party's session.
+    pub session: u64,
+    /// The step id.
+    pub step: u64,
+    /// The slice before the step's update.
+    pub before: splitlm_zoo::AnyModel,
+    /// The slice after it.
+    pub after: splitlm_zoo::AnyModel,
 }
 
 /// The first `n` rows (outermost index) of a frame.
