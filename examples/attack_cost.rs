@@ -65,6 +65,7 @@ fn main() -> Result<()> {
         |spec| -> Result<PartySlice> { Ok(PartySlice::frozen(ckpt.load(spec, TASK, &device)?)?) };
     let model = ModelParty::new(frozen(&slices.model)?, WireDType::F32);
     model.observe(ObservationLimits {
+        from_step: 0,
         steps: 1,
         max_samples: args.samples,
         weight_gradients: false,

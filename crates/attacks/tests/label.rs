@@ -35,7 +35,7 @@ fn observe_head_tail(
     task: TaskHead,
     n_head: usize,
     batches: &[(TokenBatch, Labels)],
-    observed: u64,
+    (from_step, observed): (u64, u64),
 ) -> AttackerView {
     let device = cpu();
     let slices = Partition::head_tail(n_head)
@@ -53,6 +53,7 @@ fn observe_head_tail(
     };
     let model = ModelParty::new(slice(&slices.model), WireDType::F32);
     model.observe(ObservationLimits {
+        from_step,
         steps: observed,
         max_samples: 64,
         weight_gradients: true,
@@ -96,7 +97,13 @@ fn dls_and_bli_recover_every_label_in_head_tail() {
     let n = batch.dims()[0];
     let truth: Vec<usize> = (0..n).map(|i| (i * 7 + 1) % 3).collect();
     let step = (batch, class_labels(&truth, &device));
-    let view = observe_head_tail(&ckpt, task, 1, &[step.clone(), step.clone(), step], 2);
+    let steps = [step.clone(), step.clone(), step];
+    let view = observe_head_tail(&ckpt, task, 1, &steps, (0, 2));
+    // Recording can start later: only the third step, the same as the third of a full record.
+    let last = observe_head_tail(&ckpt, task, 1, &steps, (2, 1));
+    let all = observe_head_tail(&ckpt, task, 1, &steps, (0, 3));
+    assert_eq!(last.observations.len(), 1);
+    assert_eq!(last.observations[0], all.observations[2]);
     assert_eq!(
         view.observations.len(),
         2,
@@ -177,7 +184,7 @@ fn ns_separates_the_classes_of_a_binary_task_once_the_model_leans_and_ds_at_once
         batches.push(encoder.encode(&examples, &device).unwrap());
     }
     let task = TaskHead::SequenceClassification { num_labels: 2 };
-    let view = observe_head_tail(&ckpt, task, 2, &batches, STEPS as u64);
+    let view = observe_head_tail(&ckpt, task, 2, &batches, (0, STEPS as u64));
     let auc_at = |attack: &AttackConfig, step: usize| {
         let one = AttackerView::steps(vec![view.observations[step].clone()]);
         let prior = Prior {

@@ -22,6 +22,7 @@ use crate::session::Model;
 /// The observation limits of `config`'s attacker.
 pub fn limits(config: &RunConfig) -> ObservationLimits {
     ObservationLimits {
+        from_step: config.attacker.observe_from,
         steps: config.attacker.observe_steps,
         max_samples: config.attacker.max_samples,
         weight_gradients: false,
@@ -33,6 +34,7 @@ pub fn limits(config: &RunConfig) -> ObservationLimits {
 /// training steps, truncated like the model party's observations.
 pub struct TruthRecorder<'a> {
     inner: &'a mut dyn Learner,
+    skip: u64,
     steps_left: u64,
     max_samples: usize,
     truth: Truth,
@@ -43,6 +45,7 @@ impl<'a> TruthRecorder<'a> {
     pub fn new(inner: &'a mut dyn Learner, limits: ObservationLimits) -> Self {
         Self {
             inner,
+            skip: limits.from_step,
             steps_left: limits.steps,
             max_samples: limits.max_samples,
             truth: Truth::default(),
@@ -92,7 +95,9 @@ impl Learner for TruthRecorder<'_> {
     }
 
     fn train_step(&mut self, batch: &TokenBatch, labels: &Labels) -> Result<f32, TaskError> {
-        if self.steps_left > 0 {
+        if self.skip > 0 {
+            self.skip -= 1;
+        } else if self.steps_left > 0 {
             self.steps_left -= 1;
             self.record(batch, labels)?;
         }

@@ -60,7 +60,10 @@ pub struct RunConfig {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AttackerConfig {
-    /// The first this many training steps are recorded.
+    /// Training steps served before recording starts (0: the first step is recorded; the
+    /// number of steps minus one: the last).
+    pub observe_from: u64,
+    /// This many training steps are recorded.
     pub observe_steps: u64,
     /// At most this many samples of each recorded step are kept (and attacked).
     pub max_samples: usize,
@@ -76,6 +79,7 @@ pub struct AttackerConfig {
 impl Default for AttackerConfig {
     fn default() -> Self {
         Self {
+            observe_from: 0,
             observe_steps: 1,
             max_samples: 8,
             head: HeadVersion::Pretrained,

@@ -147,6 +147,7 @@ pub fn train_labelled(
     };
     let observed = if config.attacks.is_empty() {
         ObservationLimits {
+            from_step: 0,
             steps: 0,
             max_samples: 0,
             weight_gradients: false,

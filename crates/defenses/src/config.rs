@@ -1,6 +1,6 @@
 //! Defenses as configuration: one `[[defenses]]` table per defense in a run's TOML.
 
-use crate::{Defense, DefenseError, Defenses, DpNoise, DpTarget, Sparsification};
+use crate::{Defense, DefenseError, Defenses, DpNoise, DpTarget, Mid, Sparsification};
 
 /// One defense's settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -39,6 +39,25 @@ pub enum DefenseConfig {
         #[serde(default = "yes")]
         error_feedback: bool,
     },
+    /// A variational information bottleneck on the activations, trained with the run.
+    Mid {
+        /// KL weight λ (the reference: 0.01–0.1).
+        lambda: f64,
+        /// Bottleneck width in multiples of the hidden size (the reference's default: 1).
+        #[serde(default = "one")]
+        expansion: usize,
+        /// The bottleneck's Adam learning rate.
+        #[serde(default = "mid_lr")]
+        lr: f64,
+    },
+}
+
+fn one() -> usize {
+    1
+}
+
+fn mid_lr() -> f64 {
+    1e-3
 }
 
 fn yes() -> bool {
@@ -66,6 +85,11 @@ impl DefenseConfig {
                 target,
                 error_feedback,
             } => Box::new(Sparsification::new(rate, target, error_feedback)?),
+            DefenseConfig::Mid {
+                lambda,
+                expansion,
+                lr,
+            } => Box::new(Mid::new(lambda, expansion, lr, seed)?),
         })
     }
 

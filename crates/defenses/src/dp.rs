@@ -152,8 +152,7 @@ impl DpNoise {
         let rng = &mut self.rng;
         let noise = noise_like(&x, || {
             if gaussian {
-                let (u1, u2) = (rng.uniform(), rng.uniform());
-                scale * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+                scale * rng.normal()
             } else {
                 // Inverse CDF: u uniform in (−½, ½], x = −b·sign(u)·ln(1 − 2|u|).
                 let u = rng.uniform() - 0.5;

@@ -10,6 +10,7 @@
 
 mod config;
 mod dp;
+mod mid;
 mod sparsify;
 
 use burn::tensor::{Gradients, Tensor};
@@ -17,6 +18,7 @@ use splitlm_nn::TokenBatch;
 
 pub use config::DefenseConfig;
 pub use dp::{DpNoise, DpTarget, gaussian_sigma};
+pub use mid::Mid;
 pub use sparsify::Sparsification;
 
 /// Where in a run a hook is called.

@@ -231,7 +231,12 @@ impl ModelParty {
     /// The sample limit when the `train_steps`-th training step of a session is recorded.
     fn watching(&self, train_steps: u64) -> Option<ObservationLimits> {
         match &self.lock().observer {
-            Some(o) if train_steps < o.limits.steps => Some(o.limits),
+            Some(o)
+                if (o.limits.from_step..o.limits.from_step.saturating_add(o.limits.steps))
+                    .contains(&train_steps) =>
+            {
+                Some(o.limits)
+            }
             _ => None,
         }
     }

@@ -8,7 +8,9 @@ use splitlm_protocol::{OutputKind, TensorFrame};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ObservationLimits {
-    /// The first this many training steps of each session are recorded.
+    /// Training steps of each session served before recording starts (0: from the first).
+    pub from_step: u64,
+    /// This many training steps of each session are recorded.
     pub steps: u64,
     /// At most this many samples (batch rows) of each step are kept.
     pub max_samples: usize,
@@ -23,6 +25,7 @@ pub struct ObservationLimits {
 impl Default for ObservationLimits {
     fn default() -> Self {
         Self {
+            from_step: 0,
             steps: 1,
             max_samples: 64,
             weight_gradients: false,
