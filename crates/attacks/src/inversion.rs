@@ -286,28 +286,22 @@ fn nearest_tokens(words: Tensor<3>, vocabulary: Tensor<2>) -> Vec<u32> {
     argmax_last(w.matmul(e.transpose()).reshape([b, s, vocab]))
 }
 
-/// The reference's inversion AP: bag-of-tokens precision and recall (order ignored, each
-/// recovered token matched at most as often as it occurs in the truth).
+/// The reference's inversion AP, as `VanillaModelInversion_WhiteBox` computes it: recall is the
+/// share of the truth's tokens (pads removed, repeats counted) that occur anywhere in the
+/// recovered tokens, precision the share of recovered tokens that occur anywhere in the truth.
+/// Order and multiplicity are ignored — ROUGE-L and exact match ([`crate::score`]) are the
+/// order-aware measures.
 pub fn token_precision_recall(truth: &[u32], recovered: &[u32]) -> (f64, f64) {
-    let mut left = std::collections::HashMap::<u32, usize>::new();
-    for &t in truth {
-        *left.entry(t).or_default() += 1;
-    }
-    let mut hits = 0usize;
-    for r in recovered {
-        if let Some(n) = left.get_mut(r).filter(|n| **n > 0) {
-            *n -= 1;
-            hits += 1;
-        }
-    }
-    let ratio = |den: usize| {
-        if den == 0 {
+    let truth_set: std::collections::HashSet<u32> = truth.iter().copied().collect();
+    let recovered_set: std::collections::HashSet<u32> = recovered.iter().copied().collect();
+    let share = |of: &[u32], within: &std::collections::HashSet<u32>| {
+        if of.is_empty() {
             0.0
         } else {
-            hits as f64 / den as f64
+            of.iter().filter(|t| within.contains(t)).count() as f64 / of.len() as f64
         }
     };
-    (ratio(recovered.len()), ratio(truth.len()))
+    (share(recovered, &truth_set), share(truth, &recovered_set))
 }
 
 #[cfg(test)]
@@ -315,14 +309,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bag_of_tokens_counts_multiplicity() {
+    fn bag_of_tokens_follows_the_reference() {
         assert_eq!(
             token_precision_recall(&[1, 2, 3, 4], &[4, 3, 2, 1]),
             (1.0, 1.0)
         );
+        // Membership, not multiset matching: three recovered 1s all occur in the truth, and
+        // the truth's two 1s both occur in the recovered tokens; its 2 does not.
         assert_eq!(
             token_precision_recall(&[1, 1, 2], &[1, 1, 1]),
-            (2.0 / 3.0, 2.0 / 3.0)
+            (1.0, 2.0 / 3.0)
+        );
+        assert_eq!(
+            token_precision_recall(&[1, 2], &[1, 1, 7]),
+            (2.0 / 3.0, 0.5)
         );
         assert_eq!(token_precision_recall(&[5, 6], &[5]), (1.0, 0.5));
         assert_eq!(token_precision_recall(&[], &[]), (0.0, 0.0));
