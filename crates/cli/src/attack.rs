@@ -257,3 +257,73 @@ fn prior(
     }
     Ok(prior)
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Int, Tensor, TensorData};
+    use splitlm_device::DeviceSpec;
+    use splitlm_nn::batch::PaddingSide;
+
+    use super::*;
+
+    /// A learner that only counts its training steps.
+    struct Counting(usize);
+
+    impl Learner for Counting {
+        fn device(&self) -> Device {
+            DeviceSpec::Cpu.device().unwrap()
+        }
+        fn train_step(&mut self, _: &TokenBatch, _: &Labels) -> Result<f32, TaskError> {
+            self.0 += 1;
+            Ok(0.0)
+        }
+        fn predict(&mut self, _: &TokenBatch) -> Result<HeadOutput, TaskError> {
+            unreachable!()
+        }
+        fn generate(&mut self, _: &[u32], _: &Sampling) -> Result<SplitGeneration, TaskError> {
+            unreachable!()
+        }
+        fn save_state(&self, _: &Path) -> Result<(), TaskError> {
+            Ok(())
+        }
+        fn restore_state(&mut self, _: &Path) -> Result<(), TaskError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_truth_is_that_of_the_observed_window_truncated_like_the_observations() {
+        let device = DeviceSpec::Cpu.device().unwrap();
+        let mut inner = Counting(0);
+        let limits = ObservationLimits {
+            from_step: 1,
+            steps: 1,
+            max_samples: 2,
+            weight_gradients: false,
+            slices: false,
+        };
+        let mut recorder = TruthRecorder::new(&mut inner, limits);
+        for step in 0..3u32 {
+            // Three rows; the second is one token shorter (right padding).
+            let rows = vec![
+                vec![10 * step + 1, 2, 3],
+                vec![10 * step + 4, 5],
+                vec![9, 9, 9],
+            ];
+            let batch = TokenBatch::from_sequences(&rows, 0, PaddingSide::Right, &device).unwrap();
+            let labels = Labels::Classes(Tensor::<1, Int>::from_data(
+                TensorData::new(vec![1i64, 0, 1], [3]),
+                &device,
+            ));
+            recorder.train_step(&batch, &labels).unwrap();
+        }
+        let truth = recorder.into_truth();
+        assert_eq!(inner.0, 3, "every step reached the learner");
+        assert_eq!(
+            truth.tokens,
+            vec![vec![11, 2, 3], vec![14, 5]],
+            "step 1, two rows, no pads"
+        );
+        assert_eq!(truth.labels, vec![1, 0]);
+    }
+}
