@@ -318,6 +318,8 @@ impl Report {
         }
         for (i, name) in names.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
+            // Later attacks draw smaller, so points that coincide (same AP) all stay visible.
+            let radius = 8u32.saturating_sub(i as u32).max(3);
             let points: Vec<(f64, f64)> = self
                 .rows
                 .iter()
@@ -332,11 +334,11 @@ impl Report {
                 .draw_series(
                     points
                         .iter()
-                        .map(|&(ap, mp)| Circle::new((ap, mp), 5, color.filled())),
+                        .map(|&(ap, mp)| Circle::new((ap, mp), radius, color.filled())),
                 )
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .label(name.clone())
-                .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
+                .legend(move |(x, y)| Circle::new((x, y), radius, color.filled()));
         }
         chart
             .configure_series_labels()
