@@ -11,15 +11,14 @@
 //! cargo run --example attack_cost -- --device cpu --samples 4 --seq 32
 //! ```
 
-use std::fs::OpenOptions;
-use std::io::Write;
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
-use splitlm::assets::{self, Asset};
 use splitlm::attacks::score::{self, Truth};
 use splitlm::attacks::{AttackConfig, AttackerView, HeadVersion, Prior, RwiSettings, VmiSettings};
 use splitlm::device::DeviceSpec;
@@ -55,10 +54,7 @@ const TASK: TaskHead = TaskHead::SequenceClassification { num_labels: 2 };
 fn main() -> Result<()> {
     let args = Args::parse();
     let device = args.device.probe()?.autodiff();
-    let dir = match &args.model {
-        Some(dir) => dir.clone(),
-        None => assets::ensure(Asset::MiniLm)?,
-    };
+    let dir = common::model_dir(args.model.as_deref())?;
     let ckpt = Checkpoint::open(&dir)?;
     let slices = Partition::head_body_tail(2, 2).slices(ckpt.num_layers())?;
     let frozen =
@@ -80,18 +76,7 @@ fn main() -> Result<()> {
         Box::new(a),
         &PartyOptions::default(),
     )?;
-    // Deterministic pseudo-random word pieces between [CLS] and [SEP], no padding.
-    let ids: Vec<Vec<u32>> = (0..args.samples)
-        .map(|b| {
-            (0..args.seq)
-                .map(|i| match i {
-                    0 => 101,
-                    i if i + 1 == args.seq => 102,
-                    i => 2000 + ((b * 7919 + i * 104_729) % 20_000) as u32,
-                })
-                .collect()
-        })
-        .collect();
+    let ids = common::synthetic_ids(args.samples, args.seq, 2000);
     let batch = TokenBatch::from_sequences(&ids, 0, PaddingSide::Right, &device)?;
     let labels = Labels::Classes(Tensor::<1, Int>::from_data(
         TensorData::new(vec![0i64; args.samples], [args.samples]),
@@ -136,13 +121,8 @@ fn main() -> Result<()> {
         }));
     }
     if let Some(path) = &args.out {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        for line in lines {
-            writeln!(file, "{line}")?;
+        for line in &lines {
+            splitlm::cli::records::append(path, line)?;
         }
     }
     Ok(())

@@ -11,15 +11,14 @@
 //! cargo run --example split_step -- --device cpu --batch 16 --seq 64
 //! ```
 
-use std::fs::OpenOptions;
-use std::io::Write;
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use clap::Parser;
-use splitlm::assets::{self, Asset};
 use splitlm::device::DeviceSpec;
 use splitlm::nn::batch::PaddingSide;
 use splitlm::nn::{Labels, SliceSpec, TaskHead, TokenBatch, TransformerSlice, loss};
@@ -61,10 +60,7 @@ fn main() -> Result<()> {
     let device = args.device.probe()?.autodiff();
     let model_spec = args.model_device.unwrap_or(args.device);
     let model_device = model_spec.probe()?.autodiff();
-    let dir = match &args.model {
-        Some(dir) => dir.clone(),
-        None => assets::ensure(Asset::MiniLm)?,
-    };
+    let dir = common::model_dir(args.model.as_deref())?;
     let ckpt = Checkpoint::open(&dir)?;
     let batch = tokens(&args, &device)?;
     let labels = Labels::Classes(Tensor::<1, Int>::from_data(
@@ -135,13 +131,8 @@ fn main() -> Result<()> {
     let activation = args.batch * args.seq * ckpt.hidden_size() * 4;
     println!("one f32 activation tensor (batch x seq x hidden x 4 bytes) = {activation} B");
     if let Some(path) = &args.out {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        for record in records {
-            writeln!(file, "{record}")?;
+        for record in &records {
+            splitlm::cli::records::append(path, record)?;
         }
     }
     Ok(())
@@ -149,17 +140,7 @@ fn main() -> Result<()> {
 
 /// Deterministic pseudo-random ids, [CLS] … [SEP], no padding: every token costs.
 fn tokens(args: &Args, device: &Device) -> Result<TokenBatch> {
-    let ids: Vec<Vec<u32>> = (0..args.batch)
-        .map(|b| {
-            (0..args.seq)
-                .map(|i| match i {
-                    0 => 101,
-                    i if i + 1 == args.seq => 102,
-                    i => 1000 + ((b * 7919 + i * 104_729) % 20_000) as u32,
-                })
-                .collect()
-        })
-        .collect();
+    let ids = common::synthetic_ids(args.batch, args.seq, 1000);
     Ok(TokenBatch::from_sequences(
         &ids,
         0,

@@ -76,9 +76,9 @@ impl Default for RwiSettings {
 /// The recovered tokens of one observed sample (its real positions only).
 pub type Recovered = Vec<u32>;
 
-fn fail(reason: impl Into<String>) -> AttackError {
+fn fail(attack: &'static str, reason: impl Into<String>) -> AttackError {
     AttackError {
-        attack: "vmi",
+        attack,
         reason: reason.into(),
     }
 }
@@ -111,6 +111,15 @@ enum Method {
     Rwi(RwiSettings),
 }
 
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Method::Vmi(_) => "vmi",
+            Method::Rwi(_) => "rwi",
+        }
+    }
+}
+
 fn invert_all(
     view: &AttackerView,
     head: &AnyModel,
@@ -120,18 +129,24 @@ fn invert_all(
     let head = head.clone().fork(device);
     let vocabulary = head
         .word_embeddings()
-        .ok_or_else(|| fail("the white-box head holds no embeddings"))?
+        .ok_or_else(|| fail(method.name(), "the white-box head holds no embeddings"))?
         .inner();
     let mut recovered = Vec::new();
     for o in &view.observations {
-        let values = o.hidden.to_f32().map_err(|e| fail(e.to_string()))?;
-        let mask = o.attention_mask.to_i64().map_err(|e| fail(e.to_string()))?;
-        let [b, s, d]: [usize; 3] = o
+        let values = o
             .hidden
-            .shape
-            .clone()
-            .try_into()
-            .map_err(|_| fail(format!("step {}: activations are not [b, s, d]", o.step)))?;
+            .to_f32()
+            .map_err(|e| fail(method.name(), e.to_string()))?;
+        let mask = o
+            .attention_mask
+            .to_i64()
+            .map_err(|e| fail(method.name(), e.to_string()))?;
+        let [b, s, d]: [usize; 3] = o.hidden.shape.clone().try_into().map_err(|_| {
+            fail(
+                method.name(),
+                format!("step {}: activations are not [b, s, d]", o.step),
+            )
+        })?;
         // Trailing columns that are padding in every kept row change nothing at the real
         // positions (pads are masked keys; later positions never reach earlier ones): drop them,
         // so the attack's cost follows the sentences' lengths, not the batch's padded width.
@@ -157,31 +172,23 @@ fn invert_all(
             token_type_ids: None,
         };
         let [vocab, width] = vocabulary.dims();
+        let (steps, lr, objective) = match method {
+            Method::Vmi(v) => (v.steps, v.lr, v.objective),
+            Method::Rwi(r) => (r.steps, r.lr, VmiObjective::Mse),
+        };
         let fit = Fit {
             head: &head,
             tokens: &tokens,
             target,
             device,
-            steps: 0,
-            lr: 0.0,
-            objective: VmiObjective::Mse,
+            steps,
+            lr,
+            objective,
+            attack: method.name(),
         };
         let ids = match method {
-            Method::Vmi(settings) => {
-                let fit = Fit {
-                    steps: settings.steps,
-                    lr: settings.lr,
-                    objective: settings.objective,
-                    ..fit
-                };
-                nearest_tokens(fit.run([b, s, width], |w| w)?, vocabulary.clone())
-            }
+            Method::Vmi(_) => nearest_tokens(fit.run([b, s, width], |w| w)?, vocabulary.clone()),
             Method::Rwi(settings) => {
-                let fit = Fit {
-                    steps: settings.steps,
-                    lr: settings.lr,
-                    ..fit
-                };
                 let table = Tensor::from_inner(vocabulary.clone());
                 let t = settings.temperature;
                 let logits = fit.run([b, s, vocab], |z| {
@@ -214,6 +221,7 @@ struct Fit<'a> {
     lr: f64,
     objective: VmiObjective,
     device: &'a Device,
+    attack: &'static str,
 }
 
 impl Fit<'_> {
@@ -234,15 +242,15 @@ impl Fit<'_> {
         let target = Tensor::from_inner(self.target.clone());
         let mask = Tensor::from_inner(mask);
         let start = Tensor::<3>::zeros(shape, &self.device.clone().inner());
-        adam(start, self.steps, self.lr, "vmi", |leaf| {
+        adam(start, self.steps, self.lr, self.attack, |leaf| {
             let embedded = self
                 .head
                 .embed_vectors(to_words(leaf), self.tokens)
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| fail(self.attack, e.to_string()))?;
             let hidden = self
                 .head
                 .forward_blocks(embedded, None)
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| fail(self.attack, e.to_string()))?;
             Ok(match self.objective {
                 VmiObjective::Mse => ((hidden.states - target.clone()) * mask.clone())
                     .powi_scalar(2)

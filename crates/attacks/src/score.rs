@@ -45,6 +45,14 @@ pub enum AttackScores {
 }
 
 impl AttackScores {
+    /// Samples scored.
+    pub fn samples(&self) -> usize {
+        match self {
+            AttackScores::Inversion(s) => s.samples,
+            AttackScores::Labels(s) => s.samples,
+        }
+    }
+
     /// The attack performance that enters the DCS: inversion recall or label recovery rate.
     pub fn ap(&self) -> f64 {
         match self {

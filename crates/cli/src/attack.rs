@@ -144,17 +144,9 @@ pub struct AttackOutcome {
 }
 
 impl AttackOutcome {
-    /// Samples attacked.
-    pub fn samples(&self) -> usize {
-        match self.scores {
-            AttackScores::Inversion(s) => s.samples,
-            AttackScores::Labels(s) => s.samples,
-        }
-    }
-
     /// The fields of its JSON record (the run's setting fields are merged in by the job).
     pub fn record(&self, run_id: &str, prior: &serde_json::Value, mp: f64) -> serde_json::Value {
-        let samples = self.samples();
+        let samples = self.scores.samples();
         serde_json::json!({
             "job": "attack",
             "run_id": run_id,
@@ -177,7 +169,7 @@ impl AttackOutcome {
                 "AP {:.4} · {} · {} samples, {:.1} s",
                 self.scores.ap(),
                 serde_json::to_string(&self.scores).unwrap_or_default(),
-                self.samples(),
+                self.scores.samples(),
                 self.seconds
             ),
         )

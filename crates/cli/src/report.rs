@@ -266,7 +266,7 @@ impl Report {
         let pad = ((hi - lo) * 0.15).max(0.02);
         let (y0, y1) = ((lo - pad).max(0.0), (hi + pad).min(1.0).max(lo + pad));
         let root = SVGBackend::new(path, (900, 620)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+        root.fill(&WHITE).map_err(drawing)?;
         let metric = self
             .rows
             .first()
@@ -284,13 +284,13 @@ impl Report {
             .x_label_area_size(44)
             .y_label_area_size(60)
             .build_cartesian_2d(-0.02f64..1.02f64, y0..y1)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(drawing)?;
         chart
             .configure_mesh()
             .x_desc("AP (attack performance: inversion recall, label recovery)")
             .y_desc(format!("MP ({metric})"))
             .draw()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(drawing)?;
         // One label per setting, above its left-most point; its attacks' points share its MP
         // and are joined by a faint line.
         for row in &self.rows {
@@ -308,13 +308,13 @@ impl Report {
                     [(left, row.mp), (right, row.mp)],
                     BLACK.mix(0.25),
                 ))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(drawing)?;
             chart
                 .draw_series(std::iter::once(
                     EmptyElement::at((left, row.mp))
                         + Text::new(row.setting.clone(), (-4, -18), ("sans-serif", 12)),
                 ))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(drawing)?;
         }
         for (i, name) in names.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
@@ -336,7 +336,7 @@ impl Report {
                         .iter()
                         .map(|&(ap, mp)| Circle::new((ap, mp), radius, color.filled())),
                 )
-                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .map_err(drawing)?
                 .label(name.clone())
                 .legend(move |(x, y)| Circle::new((x, y), radius, color.filled()));
         }
@@ -345,10 +345,15 @@ impl Report {
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(drawing)?;
+        root.present().map_err(drawing)?;
         Ok(())
     }
+}
+
+/// plotters' drawing errors as `anyhow` errors.
+fn drawing(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
 }
 
 #[cfg(test)]
