@@ -122,7 +122,7 @@ fn main() -> Result<()> {
     }
     if let Some(path) = &args.out {
         for line in &lines {
-            splitlm::cli::records::append(path, line)?;
+            splitlm::bench::records::append(path, line)?;
         }
     }
     Ok(())

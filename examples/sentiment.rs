@@ -17,7 +17,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Parser;
-use splitlm::cli::{RunConfig, jobs};
+use splitlm::bench::{RunConfig, jobs};
+use splitlm::cli::Terminal;
 use splitlm::partition::Partition;
 
 #[derive(Parser)]
@@ -76,7 +77,7 @@ fn main() -> Result<()> {
     config.name = Some("sentiment".into());
     config.split.partition =
         (!args.unsplit).then(|| Partition::head_body_tail(args.n_head, args.n_tail));
-    let outcome = jobs::train(&config, false)?;
+    let outcome = jobs::train(&config, &mut Terminal::new(false))?;
     print!("{}", outcome.table.render());
     Ok(())
 }

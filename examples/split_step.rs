@@ -132,7 +132,7 @@ fn main() -> Result<()> {
     println!("one f32 activation tensor (batch x seq x hidden x 4 bytes) = {activation} B");
     if let Some(path) = &args.out {
         for record in &records {
-            splitlm::cli::records::append(path, record)?;
+            splitlm::bench::records::append(path, record)?;
         }
     }
     Ok(())

@@ -13,15 +13,19 @@
 //! - [`zoo`]: every family behind one type, opened from a checkpoint directory or GGUF file.
 //! - [`protocol`]: messages and tensor frames between parties, codec, transports.
 //! - [`party`]: the data party and the model party, optimizers and schedules.
-//! - [`tasks`]: datasets, batching, metrics and the training loop.
+//! - [`metrics`]: scores of predictions against the truth (accuracy, F1, MCC, ROUGE).
+//! - [`tasks`]: task definitions, datasets, batching, prompt templates and task scores.
+//! - [`train`]: the learner (split or whole), the training loop and training checkpoints.
 //! - [`assets`]: the real demo models, fetched from package registries into a local cache.
-//! - [`attacks`]: what a curious model party infers from what it observed (label inference).
+//! - [`attacks`]: what a curious model party infers from what it observed (inversion, labels).
 //! - [`defenses`]: what the data party applies where its tensors cross (DP noise, sparsification).
-//! - [`cli`]: typed run configurations and the jobs of the `splitlm` command (train, eval,
-//!   generate), usable from other programs.
+//! - [`bench`]: the experiment engine: run configurations, train-then-attack jobs, typed
+//!   records, MP / AP / DCS reports and plots, usable from other programs.
+//! - [`cli`]: the `splitlm` command line over [`bench`].
 
 pub use splitlm_assets as assets;
 pub use splitlm_attacks as attacks;
+pub use splitlm_bench as bench;
 pub use splitlm_bert as bert;
 pub use splitlm_checkpoint as checkpoint;
 pub use splitlm_cli as cli;
@@ -29,9 +33,11 @@ pub use splitlm_defenses as defenses;
 pub use splitlm_device as device;
 pub use splitlm_gpt2 as gpt2;
 pub use splitlm_llama as llama;
+pub use splitlm_metrics as metrics;
 pub use splitlm_nn as nn;
 pub use splitlm_partition as partition;
 pub use splitlm_party as party;
 pub use splitlm_protocol as protocol;
 pub use splitlm_tasks as tasks;
+pub use splitlm_train as train;
 pub use splitlm_zoo as zoo;

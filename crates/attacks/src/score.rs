@@ -2,14 +2,14 @@
 //! reference's bag-of-tokens precision and recall plus order-aware ROUGE-L F1 and exact match;
 //! label inference by recovery rate, and ROC-AUC where the attack scores positives.
 
-use splitlm_tasks::text_metrics::rouge_l;
+use splitlm_metrics::rouge::rouge_l;
 
 use crate::inversion::token_precision_recall;
 use crate::label::{LabelGuess, roc_auc};
 use crate::{AttackError, Inferred};
 
 /// How well an inversion recovered the inputs: means over samples.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InversionScores {
     /// Bag-of-tokens precision (the reference's).
     pub precision: f64,
@@ -24,7 +24,7 @@ pub struct InversionScores {
 }
 
 /// How well a label inference recovered the labels.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LabelScores {
     /// Share of samples whose label was recovered (this is the AP).
     pub accuracy: f64,
@@ -35,7 +35,7 @@ pub struct LabelScores {
 }
 
 /// An attack's scores.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum AttackScores {
     /// Of an inversion.

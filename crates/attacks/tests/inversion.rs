@@ -4,7 +4,7 @@
 
 use burn::tensor::Device;
 use splitlm_attacks::{AttackerView, RwiSettings, VmiSettings, rwi, token_precision_recall, vmi};
-use splitlm_defenses::{Defenses, DpNoise, DpTarget};
+use splitlm_defenses::{Defenses, DpNoise, Crossing};
 use splitlm_device::DeviceSpec;
 use splitlm_nn::testing::{Fixture, fixtures_dir};
 use splitlm_nn::{Labels, TaskHead, TokenBatch};
@@ -142,7 +142,7 @@ fn rwi_recovers_tokens_from_an_embeddings_only_head() {
 fn laplace_dp_on_activations_defeats_vmi_against_an_embeddings_only_head() {
     let vmi = Attack::Vmi(VmiSettings::default());
     let with_noise = |epsilon: f64| {
-        let dp = DpNoise::laplace(epsilon, 1.0, None, DpTarget::Activations, 7).unwrap();
+        let dp = DpNoise::laplace(epsilon, 1.0, None, Crossing::Activations, 7).unwrap();
         recall_defended(
             "llama",
             TaskHead::CausalLm,

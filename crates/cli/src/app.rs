@@ -14,10 +14,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::RunConfig;
-use crate::jobs;
 use clap::{Parser, Subcommand};
 use splitlm_assets::Asset;
+use splitlm_bench::{RunConfig, jobs, records, report};
+
+use crate::progress::Terminal;
 
 #[derive(Parser)]
 #[command(
@@ -96,24 +97,31 @@ fn load(args: &ConfigArgs) -> anyhow::Result<RunConfig> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let outcome = match cli.command {
-        Command::Train(args) => jobs::train(&load(&args)?, args.quiet)?,
-        Command::Eval { args, checkpoint } => jobs::evaluate(&load(&args)?, checkpoint.as_deref())?,
+    let table = match cli.command {
+        Command::Train(args) => {
+            jobs::train(&load(&args)?, &mut Terminal::new(args.quiet))?.table
+        }
+        Command::Eval { args, checkpoint } => {
+            jobs::evaluate(&load(&args)?, checkpoint.as_deref())?.table
+        }
         Command::Generate {
             args,
             prompts,
             raw,
             compare_unsplit,
             checkpoint,
-        } => jobs::generate(
-            &load(&args)?,
-            &prompts,
-            raw,
-            compare_unsplit,
-            checkpoint.as_deref(),
-        )?,
+        } => {
+            jobs::generate(
+                &load(&args)?,
+                &prompts,
+                raw,
+                compare_unsplit,
+                checkpoint.as_deref(),
+            )?
+            .table
+        }
         Command::Grid(args) => {
-            let done = jobs::grid(&load(&args)?, args.quiet)?;
+            let done = jobs::grid(&load(&args)?, &mut Terminal::new(args.quiet))?;
             print!("{}", done.report.table());
             println!("plot: {}", done.plot.display());
             return Ok(());
@@ -123,8 +131,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             experiment,
             plot,
         } => {
-            let all = crate::records::read(&records)?;
-            let report = crate::report::build(&all, experiment.as_deref())?;
+            let all = records::read(&records)?;
+            let report = report::build(&all, experiment.as_deref())?;
             print!("{}", report.table());
             if let Some(path) = plot {
                 report.plot(&path)?;
@@ -150,7 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    print!("{}", outcome.table.render());
+    print!("{}", table.render());
     Ok(())
 }
 

@@ -1,16 +1,7 @@
-//! The `splitlm` command line as a library: a typed [`config::RunConfig`] read from TOML, the
-//! [`session`] it builds (the parties of a split model, or the whole model), the [`task`] data
-//! and scores, and the [`jobs`] (train, eval, generate) that print a table and append a JSON
-//! record per run ([`records`]).
+//! The `splitlm` command line: it parses arguments, shows progress and prints; the work is
+//! done by `splitlm-bench` (experiments, records, reports) and the crates below it.
 
 pub mod app;
-pub mod attack;
-pub mod config;
-pub mod jobs;
-pub mod records;
-pub mod report;
-pub mod scores;
-pub mod session;
-pub mod task;
+mod progress;
 
-pub use config::RunConfig;
+pub use progress::Terminal;

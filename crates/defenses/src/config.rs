@@ -1,6 +1,6 @@
 //! Defenses as configuration: one `[[defenses]]` table per defense in a run's TOML.
 
-use crate::{Defense, DefenseError, Defenses, DpNoise, DpTarget, Mid, Sparsification};
+use crate::{Defense, DefenseError, Defenses, DpNoise, Crossing, Mid, Sparsification};
 
 /// One defense's settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -16,7 +16,7 @@ pub enum DefenseConfig {
         #[serde(default)]
         clip: Option<f32>,
         /// Activations, gradients or both.
-        target: DpTarget,
+        target: Crossing,
     },
     /// Gaussian noise for (ε, δ)-DP after per-position clipping.
     GaussianDp {
@@ -27,14 +27,14 @@ pub enum DefenseConfig {
         /// Per-position L2 clipping bound (the L2 sensitivity).
         clip: f32,
         /// Activations, gradients or both.
-        target: DpTarget,
+        target: Crossing,
     },
     /// Zeroes the smallest magnitudes.
     Sparsification {
         /// Fraction zeroed (the reference: 0.96).
         rate: f64,
         /// Activations, gradients or both.
-        target: DpTarget,
+        target: Crossing,
         /// Carry dropped gradient mass into the next step.
         #[serde(default = "yes")]
         error_feedback: bool,
@@ -130,7 +130,7 @@ mod tests {
             epsilon: 1.0,
             delta: 0.0,
             clip: 1.0,
-            target: DpTarget::Both,
+            target: Crossing::Both,
         };
         assert!(bad.build(0).err().unwrap().to_string().contains("delta"));
     }

@@ -7,10 +7,11 @@ use splitlm_nn::seeded::SplitMix64;
 
 use crate::{Defense, DefenseError, HookContext, noise_like};
 
-/// Which tensors receive noise.
+/// Which crossings a defense acts on (DP noise, sparsification): what the data party sends
+/// forward, what it sends back, or both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DpTarget {
+pub enum Crossing {
     /// The head's output sent forward.
     Activations,
     /// The gradient sent back.
@@ -19,12 +20,12 @@ pub enum DpTarget {
     Both,
 }
 
-impl DpTarget {
+impl Crossing {
     fn activations(self) -> bool {
-        matches!(self, DpTarget::Activations | DpTarget::Both)
+        matches!(self, Crossing::Activations | Crossing::Both)
     }
     fn gradients(self) -> bool {
-        matches!(self, DpTarget::Gradients | DpTarget::Both)
+        matches!(self, Crossing::Gradients | Crossing::Both)
     }
 }
 
@@ -50,7 +51,7 @@ enum Mechanism {
 pub struct DpNoise {
     mechanism: Mechanism,
     clip: Option<f32>,
-    target: DpTarget,
+    target: Crossing,
     rng: SplitMix64,
 }
 
@@ -77,7 +78,7 @@ impl DpNoise {
         epsilon: f64,
         sensitivity: f64,
         clip: Option<f32>,
-        target: DpTarget,
+        target: Crossing,
         seed: u64,
     ) -> Result<Self, DefenseError> {
         let name = "laplace_dp";
@@ -106,7 +107,7 @@ impl DpNoise {
         epsilon: f64,
         delta: f64,
         clip: f32,
-        target: DpTarget,
+        target: Crossing,
         seed: u64,
     ) -> Result<Self, DefenseError> {
         let name = "gaussian_dp";
@@ -253,7 +254,7 @@ mod tests {
 
     #[test]
     fn laplace_noise_has_the_scale_sensitivity_over_epsilon() {
-        let mut dp = DpNoise::laplace(2.0, 1.0, None, DpTarget::Activations, 1).unwrap();
+        let mut dp = DpNoise::laplace(2.0, 1.0, None, Crossing::Activations, 1).unwrap();
         assert_eq!(dp.scale(), 0.5);
         let x = constant(3.0, [4, 64, 128]);
         let noise: Vec<f64> = values(dp.on_activation(x, &CTX))
@@ -272,7 +273,7 @@ mod tests {
 
     #[test]
     fn gaussian_noise_has_the_sigma_of_epsilon_delta_and_clip() {
-        let mut dp = DpNoise::gaussian(1.0, 1e-5, 1.0, DpTarget::Gradients, 2).unwrap();
+        let mut dp = DpNoise::gaussian(1.0, 1e-5, 1.0, Crossing::Gradients, 2).unwrap();
         let sigma = (2.0 * (1.25e5f64).ln()).sqrt();
         assert!((dp.scale() - sigma).abs() < 1e-9);
         // Rows of norm 0.1 are below the bound and stay; the noise is N(0, σ²).
@@ -306,19 +307,19 @@ mod tests {
     #[test]
     fn draws_are_reproducible_and_settings_checked() {
         let run = |seed| {
-            let mut dp = DpNoise::laplace(1.0, 1.0, None, DpTarget::Both, seed).unwrap();
+            let mut dp = DpNoise::laplace(1.0, 1.0, None, Crossing::Both, seed).unwrap();
             values(dp.on_activation(constant(0.0, [1, 2, 8]), &CTX))
         };
         assert_eq!(run(5), run(5));
         assert_ne!(run(5), run(6));
-        let err = DpNoise::laplace(0.0, 1.0, None, DpTarget::Both, 0)
+        let err = DpNoise::laplace(0.0, 1.0, None, Crossing::Both, 0)
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("laplace_dp") && err.contains("epsilon"),
             "{err}"
         );
-        let err = DpNoise::gaussian(1.0, 1.5, 1.0, DpTarget::Both, 0)
+        let err = DpNoise::gaussian(1.0, 1.5, 1.0, Crossing::Both, 0)
             .unwrap_err()
             .to_string();
         assert!(err.contains("delta"), "{err}");

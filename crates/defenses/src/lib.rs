@@ -1,12 +1,12 @@
-//! Defenses the data party applies where its tensors cross to the model party (DESIGN.md §1.5).
+//! Defenses the data party applies where its tensors cross to the model party.
 //!
-//! A [`Defense`] gets hooks at each crossing point (DESIGN.md §1.5): the input tokens before the
-//! head embeds them, the head's output before it is sent, the body's output when it arrives
-//! (Head–Body–Tail), and the gradient sent back; and it may add a term to the data party's
-//! objective and train modules of its own with its own optimizer. Defenses compose as a list
-//! ([`Defenses`]), applied in order. A hook on the head's output must stay differentiable in
-//! its input: the data party backpropagates the model party's gradient through it (noise
-//! passes gradients unchanged, a sparsity mask zeroes them).
+//! A [`Defense`] gets hooks at each crossing point (docs/ARCHITECTURE.md, "Defense hooks"):
+//! the input tokens before the head embeds them, the head's output before it is sent, the
+//! body's output when it arrives (Head–Body–Tail), and the gradient sent back; and it may add
+//! a term to the data party's objective and train modules of its own with its own optimizer.
+//! Defenses compose as a list ([`Defenses`]), applied in order. A hook on the head's output
+//! must stay differentiable in its input: the data party backpropagates the model party's
+//! gradient through it (noise passes gradients unchanged, a sparsity mask zeroes them).
 
 mod config;
 mod dp;
@@ -17,7 +17,7 @@ use burn::tensor::{Gradients, Tensor};
 use splitlm_nn::TokenBatch;
 
 pub use config::DefenseConfig;
-pub use dp::{DpNoise, DpTarget, gaussian_sigma};
+pub use dp::{DpNoise, Crossing, gaussian_sigma};
 pub use mid::Mid;
 pub use sparsify::Sparsification;
 

@@ -3,12 +3,12 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use crate::{Defense, DefenseError, DpTarget, HookContext};
+use crate::{Defense, DefenseError, Crossing, HookContext};
 
 /// Keeps the largest magnitudes of each sent tensor.
 pub struct Sparsification {
     rate: f64,
-    target: DpTarget,
+    target: Crossing,
     error_feedback: bool,
     residual: Option<Tensor<3>>,
 }
@@ -17,7 +17,7 @@ impl Sparsification {
     /// Zeroes the fraction `rate` (the reference uses 0.96) of smallest magnitudes of the
     /// targeted tensors; with `error_feedback`, the dropped part of a gradient is added to the
     /// next one of the same shape.
-    pub fn new(rate: f64, target: DpTarget, error_feedback: bool) -> Result<Self, DefenseError> {
+    pub fn new(rate: f64, target: Crossing, error_feedback: bool) -> Result<Self, DefenseError> {
         if !(0.0..1.0).contains(&rate) {
             return Err(DefenseError {
                 defense: "sparsification",
@@ -71,7 +71,7 @@ impl Defense for Sparsification {
     }
 
     fn on_activation(&mut self, hidden: Tensor<3>, _ctx: &HookContext) -> Tensor<3> {
-        if matches!(self.target, DpTarget::Activations | DpTarget::Both) {
+        if matches!(self.target, Crossing::Activations | Crossing::Both) {
             self.sparsify(hidden)
         } else {
             hidden
@@ -79,7 +79,7 @@ impl Defense for Sparsification {
     }
 
     fn on_gradient(&mut self, grad: Tensor<3>, _ctx: &HookContext) -> Tensor<3> {
-        if !matches!(self.target, DpTarget::Gradients | DpTarget::Both) {
+        if !matches!(self.target, Crossing::Gradients | Crossing::Both) {
             return grad;
         }
         let grad = match self.residual.take() {
@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn keeps_exactly_the_largest_magnitudes() {
-        let mut s = Sparsification::new(0.96, DpTarget::Activations, false).unwrap();
+        let mut s = Sparsification::new(0.96, Crossing::Activations, false).unwrap();
         let x = ramp(1000, 0.0);
         let sent = values(s.on_activation(x.clone(), &CTX));
         let kept: Vec<usize> = (0..1000).filter(|&i| sent[i] != 0.0).collect();
@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn error_feedback_delivers_what_was_dropped_later() {
-        let mut s = Sparsification::new(0.9, DpTarget::Gradients, true).unwrap();
+        let mut s = Sparsification::new(0.9, Crossing::Gradients, true).unwrap();
         let g = ramp(100, 0.3);
         let mut delivered = vec![0f32; 100];
         let steps = 40;
@@ -162,14 +162,14 @@ mod tests {
         // Small gradients are not starved: without feedback only the same 10 ever cross.
         let crossed = delivered.iter().filter(|&&d| d != 0.0).count();
         assert!(crossed >= 80, "{crossed} of 100 crossed");
-        let mut plain = Sparsification::new(0.9, DpTarget::Gradients, false).unwrap();
+        let mut plain = Sparsification::new(0.9, Crossing::Gradients, false).unwrap();
         let once = values(plain.on_gradient(ramp(100, 0.3), &CTX));
         assert_eq!(once.iter().filter(|&&v| v == 0.0).count(), 90);
     }
 
     #[test]
     fn bad_rates_are_refused() {
-        let err = Sparsification::new(1.0, DpTarget::Both, true)
+        let err = Sparsification::new(1.0, Crossing::Both, true)
             .err()
             .unwrap()
             .to_string();

@@ -1,9 +1,14 @@
-//! A party's compute device, chosen at run time from a string such as `cpu`, `wgpu` or `cuda:0`.
+//! A party's compute device, chosen at run time from a string such as `cpu`, `flex`, `wgpu` or
+//! `cuda:0`.
 //!
 //! Burn 0.22 carries the backend inside [`burn::tensor::Device`], so model code is written once
 //! and a [`DeviceSpec`] decides where a party's slice runs. Which backends exist is fixed at
-//! build time by this crate's Cargo features (`ndarray`, `wgpu`, `cuda`); asking for one that was
-//! not compiled in is an error that names the missing feature, never a panic.
+//! build time by this crate's Cargo features (`ndarray`, `flex`, `wgpu`, `cuda`; none by
+//! default: the application picks); asking for one that was not compiled in is an error that
+//! names the missing feature, never a panic.
+//!
+//! The two CPU backends have their own names, `ndarray` and `flex`; `cpu` is an alias for
+//! [`CPU_ALIAS`].
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -14,8 +19,10 @@ use burn::tensor::{Device, Tensor};
 /// Where a party's tensors live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeviceSpec {
-    /// Pure-Rust CPU execution (Burn's ndarray backend).
+    /// The CPU backend that `cpu` names: [`CPU_ALIAS`] (see [`DeviceSpec::resolve`]).
     Cpu,
+    /// Burn's ndarray CPU backend, named explicitly (`ndarray`).
+    NdArray,
     /// wgpu: Vulkan, Metal or DX12; the adapter wgpu ranks best, or the n-th discrete GPU.
     Wgpu(Option<usize>),
     /// CUDA device by index.
@@ -24,11 +31,23 @@ pub enum DeviceSpec {
     Flex,
 }
 
+/// The backend the device name `cpu` ([`DeviceSpec::Cpu`]) means: ndarray, as before the CPU
+/// backends had their own names. This is the one place that defines the alias; which CPU
+/// backend it should be is left to a later performance issue, to settle by measurement.
+pub const CPU_ALIAS: DeviceSpec = DeviceSpec::NdArray;
+
+const _: () = assert!(
+    matches!(CPU_ALIAS, DeviceSpec::NdArray | DeviceSpec::Flex),
+    "CPU_ALIAS must name a CPU backend"
+);
 /// Errors while choosing or opening a device.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DeviceError {
     /// The string is not a device name.
-    #[error("unknown device `{0}`: expected `cpu`, `flex`, `wgpu`, `wgpu:N`, `cuda` or `cuda:N`")]
+    #[error(
+        "unknown device `{0}`: expected `cpu`, `ndarray`, `flex`, `wgpu`, `wgpu:N`, `cuda` or \
+         `cuda:N`"
+    )]
     Unknown(String),
     /// The backend exists but this build did not compile it in.
     #[error("device `{spec}` needs splitlm built with the `{feature}` Cargo feature")]
@@ -49,10 +68,20 @@ pub enum DeviceError {
 }
 
 impl DeviceSpec {
+    /// The backend that runs this device: [`CPU_ALIAS`] for [`DeviceSpec::Cpu`], the device
+    /// itself otherwise.
+    pub fn resolve(&self) -> DeviceSpec {
+        match self {
+            DeviceSpec::Cpu => CPU_ALIAS,
+            other => *other,
+        }
+    }
+
     /// The Cargo feature that compiles this backend in.
     pub fn feature(&self) -> &'static str {
         match self {
-            DeviceSpec::Cpu => "ndarray",
+            DeviceSpec::Cpu => CPU_ALIAS.feature(),
+            DeviceSpec::NdArray => "ndarray",
             DeviceSpec::Wgpu(_) => "wgpu",
             DeviceSpec::Cuda(_) => "cuda",
             DeviceSpec::Flex => "flex",
@@ -62,7 +91,8 @@ impl DeviceSpec {
     /// Whether this build contains the backend.
     pub fn is_compiled(&self) -> bool {
         match self {
-            DeviceSpec::Cpu => cfg!(feature = "ndarray"),
+            DeviceSpec::Cpu => CPU_ALIAS.is_compiled(),
+            DeviceSpec::NdArray => cfg!(feature = "ndarray"),
             DeviceSpec::Wgpu(_) => cfg!(feature = "wgpu"),
             DeviceSpec::Cuda(_) => cfg!(feature = "cuda"),
             DeviceSpec::Flex => cfg!(feature = "flex"),
@@ -85,7 +115,8 @@ impl DeviceSpec {
     #[allow(unreachable_code, unused_variables)]
     fn open_compiled(&self) -> Device {
         match *self {
-            DeviceSpec::Cpu => {
+            DeviceSpec::Cpu => return CPU_ALIAS.open_compiled(),
+            DeviceSpec::NdArray => {
                 #[cfg(feature = "ndarray")]
                 #[allow(deprecated)]
                 // Burn deprecates ndarray in favour of flex; see README.
@@ -159,7 +190,8 @@ impl FromStr for DeviceSpec {
             None => (lower.as_str(), None),
         };
         match (name, index) {
-            ("cpu" | "ndarray", None) => Ok(DeviceSpec::Cpu),
+            ("cpu", None) => Ok(DeviceSpec::Cpu),
+            ("ndarray", None) => Ok(DeviceSpec::NdArray),
             ("wgpu" | "vulkan", index) => Ok(DeviceSpec::Wgpu(index)),
             ("cuda", index) => Ok(DeviceSpec::Cuda(index.unwrap_or(0))),
             ("flex", None) => Ok(DeviceSpec::Flex),
@@ -172,6 +204,7 @@ impl fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::NdArray => write!(f, "ndarray"),
             DeviceSpec::Wgpu(None) => write!(f, "wgpu"),
             DeviceSpec::Wgpu(Some(n)) => write!(f, "wgpu:{n}"),
             DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
@@ -193,13 +226,15 @@ impl<'de> serde::Deserialize<'de> for DeviceSpec {
     }
 }
 
-/// The backends this build can use, for `--help` texts and error messages.
+/// The device names this build can use, for `--help` texts and error messages (`cpu` when
+/// the backend it aliases is compiled in).
 pub fn compiled_backends() -> Vec<&'static str> {
     [
-        (cfg!(feature = "ndarray"), "cpu"),
+        (DeviceSpec::Cpu.is_compiled(), "cpu"),
+        (cfg!(feature = "ndarray"), "ndarray"),
+        (cfg!(feature = "flex"), "flex"),
         (cfg!(feature = "wgpu"), "wgpu"),
         (cfg!(feature = "cuda"), "cuda"),
-        (cfg!(feature = "flex"), "flex"),
     ]
     .into_iter()
     .filter_map(|(on, name)| on.then_some(name))
@@ -214,7 +249,8 @@ mod tests {
     fn parses_and_prints_device_names() {
         for (text, spec) in [
             ("cpu", DeviceSpec::Cpu),
-            ("ndarray", DeviceSpec::Cpu),
+            ("ndarray", DeviceSpec::NdArray),
+            ("NdArray", DeviceSpec::NdArray),
             ("wgpu", DeviceSpec::Wgpu(None)),
             ("wgpu:1", DeviceSpec::Wgpu(Some(1))),
             ("CUDA:2", DeviceSpec::Cuda(2)),
@@ -225,6 +261,30 @@ mod tests {
         }
         assert_eq!(DeviceSpec::Cuda(3).to_string(), "cuda:3");
         assert_eq!(DeviceSpec::Wgpu(None).to_string(), "wgpu");
+        for spec in [
+            DeviceSpec::Cpu,
+            DeviceSpec::NdArray,
+            DeviceSpec::Flex,
+            DeviceSpec::Wgpu(None),
+            DeviceSpec::Wgpu(Some(2)),
+            DeviceSpec::Cuda(1),
+        ] {
+            assert_eq!(spec.to_string().parse::<DeviceSpec>().unwrap(), spec);
+        }
+    }
+
+    #[test]
+    fn cpu_is_an_alias_of_a_named_cpu_backend() {
+        assert_eq!(DeviceSpec::Cpu.resolve(), CPU_ALIAS);
+        assert_eq!("cpu".parse::<DeviceSpec>().unwrap().resolve(), CPU_ALIAS);
+        assert_eq!(DeviceSpec::Cpu.feature(), CPU_ALIAS.feature());
+        assert_eq!(DeviceSpec::Cpu.is_compiled(), CPU_ALIAS.is_compiled());
+        assert_eq!(DeviceSpec::NdArray.resolve(), DeviceSpec::NdArray);
+        assert_eq!(DeviceSpec::Flex.resolve(), DeviceSpec::Flex);
+        assert_eq!(DeviceSpec::NdArray.feature(), "ndarray");
+        assert_eq!(DeviceSpec::Flex.feature(), "flex");
+        // Today's alias: what `cpu` meant before the backends had names.
+        assert_eq!(CPU_ALIAS, DeviceSpec::NdArray);
     }
 
     #[test]
@@ -237,18 +297,40 @@ mod tests {
 
     #[test]
     fn missing_backend_names_its_feature() {
-        if !cfg!(feature = "cuda") {
-            let err = DeviceSpec::Cuda(0).device().unwrap_err();
-            assert!(err.to_string().contains("`cuda` Cargo feature"), "{err}");
+        for (spec, feature) in [
+            (DeviceSpec::Cuda(0), "cuda"),
+            (DeviceSpec::Wgpu(None), "wgpu"),
+            (DeviceSpec::NdArray, "ndarray"),
+            (DeviceSpec::Flex, "flex"),
+            (DeviceSpec::Cpu, CPU_ALIAS.feature()),
+        ] {
+            if !spec.is_compiled() {
+                let err = spec.device().unwrap_err();
+                let text = err.to_string();
+                assert!(text.contains(&format!("`{feature}` Cargo feature")), "{text}");
+                assert!(text.contains(&format!("`{spec}`")), "{text}");
+            }
         }
     }
 
     #[test]
     fn cpu_probe_computes() {
-        if cfg!(feature = "ndarray") {
-            DeviceSpec::Cpu
-                .probe()
-                .expect("the cpu backend works everywhere");
+        for spec in [DeviceSpec::Cpu, DeviceSpec::NdArray, DeviceSpec::Flex] {
+            if spec.is_compiled() {
+                spec.probe()
+                    .unwrap_or_else(|e| panic!("the {spec} backend works everywhere: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn compiled_backends_match_the_features() {
+        let names = compiled_backends();
+        assert_eq!(names.contains(&"cpu"), DeviceSpec::Cpu.is_compiled());
+        assert_eq!(names.contains(&"ndarray"), cfg!(feature = "ndarray"));
+        assert_eq!(names.contains(&"flex"), cfg!(feature = "flex"));
+        for name in names {
+            assert!(name.parse::<DeviceSpec>().unwrap().is_compiled(), "{name}");
         }
     }
 }

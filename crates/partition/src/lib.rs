@@ -19,8 +19,7 @@ pub use paths::{
     NamedParameter, SavedParameter, global_path, named_parameters, restore_parameters,
 };
 pub use trainability::{
-    BlockSet, LoraSettings, Strategy, Trainability, TrainabilityError, default_lora_targets,
-    merge_lora,
+    BlockSet, LoraSettings, Strategy, Trainability, TrainabilityError, merge_lora,
 };
 
 use splitlm_nn::{LayerRange, SliceSpec};

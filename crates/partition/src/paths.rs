@@ -6,16 +6,17 @@ use std::collections::BTreeMap;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Tensor, TensorData};
 use splitlm_nn::SliceSpec;
+use splitlm_zoo::Family;
 
 /// Rewrites a path local to a slice (`blocks.0.query.weight`, where block 0 is the slice's
-/// first) into the model's numbering (`blocks.4.query.weight`). Family variant prefixes
-/// (`Bert.`) are dropped.
+/// first) into the model's numbering (`blocks.4.query.weight`). The family level of an
+/// [`AnyModel`](splitlm_zoo::AnyModel) (`Bert.`, see [`Family::module_name`]) is dropped.
 pub fn global_path(local: &str, spec: &SliceSpec) -> String {
     let mut parts: Vec<String> = local.split('.').map(str::to_owned).collect();
-    if matches!(
-        parts.first().map(String::as_str),
-        Some("Bert" | "Gpt2" | "Llama")
-    ) {
+    if parts
+        .first()
+        .is_some_and(|first| Family::from_module_name(first).is_some())
+    {
         parts.remove(0);
     }
     if parts.first().map(String::as_str) == Some("blocks")
@@ -174,5 +175,14 @@ mod tests {
             global_path("embeddings.words.weight", &spec),
             "embeddings.words.weight"
         );
+    }
+
+    #[test]
+    fn every_family_level_is_dropped() {
+        let spec = SliceSpec::middle(4, 6);
+        for family in Family::ALL {
+            let local = format!("{}.blocks.1.query.weight", family.module_name());
+            assert_eq!(global_path(&local, &spec), "blocks.5.query.weight", "{family}");
+        }
     }
 }

@@ -84,7 +84,8 @@ pub struct LoraSettings {
     pub alpha: f64,
     /// Dropout on the adapters' input. Only 0 is supported (see [`Trainability::validate`]).
     pub dropout: f64,
-    /// Projection names to adapt (`query`, `c_attn`, `q_proj`…); `None`: the family default.
+    /// Projection names to adapt (`query`, `c_attn`, `q_proj`…); `None`: the family default
+    /// ([`splitlm_zoo::Family::default_lora_targets`]).
     pub targets: Option<Vec<String>>,
 }
 
@@ -96,15 +97,6 @@ impl Default for LoraSettings {
             dropout: 0.0,
             targets: None,
         }
-    }
-}
-
-/// The projections LoRA adapts by default, per family (those of the reference).
-pub fn default_lora_targets(family: &str) -> &'static [&'static str] {
-    match family {
-        "bert" => &["query", "value"],
-        "gpt2" => &["c_attn"],
-        _ => &["q_proj", "v_proj"],
     }
 }
 
@@ -253,7 +245,9 @@ impl Trainability {
         let spec = model.spec().clone();
         let targets: Vec<String> = match &self.lora.targets {
             Some(t) => t.clone(),
-            None => default_lora_targets(model.family_name())
+            None => model
+                .family()
+                .default_lora_targets()
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),

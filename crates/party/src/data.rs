@@ -1,17 +1,24 @@
 //! The data party: holds the text, the labels and the loss; runs the head (and, in
 //! Head–Body–Tail, the tail); never sends labels.
+//!
+//! Every step, whether it trains, evaluates or generates, is the same two halves: the head half
+//! ([`Link::send_head`]: defenses on the input, embeddings and head blocks, defenses on the
+//! activation, a `Forward`) and the tail half ([`Link::recv_tail`]: the model party's
+//! `Output`, checked, then the tail, or the output itself in Head–Tail). Training adds the
+//! gradients between and after them.
 
 mod generate;
 
-pub use generate::{ByteCount, SplitGeneration};
+pub use generate::SplitGeneration;
 
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Tensor};
 use splitlm_defenses::{Defenses, HookContext};
-use splitlm_nn::{HeadOutput, Hidden, Labels, TokenBatch, TransformerSlice, loss};
+use splitlm_nn::{HeadOutput, Hidden, KvCache, Labels, TokenBatch, TransformerSlice, loss};
 use splitlm_protocol::{
-    Message, Mode, OutputKind, PROTOCOL_VERSION, Role, Traffic, Transport, WireDType,
+    Message, Mode, OutputKind, PROTOCOL_VERSION, Role, TensorFrame, Traffic, Transport, WireDType,
 };
+use splitlm_zoo::AnyModel;
 
 use crate::slice::PartySlice;
 use crate::wire::{self, expect_shape};
@@ -30,16 +37,52 @@ pub struct TrainStep {
     pub bytes_received: u64,
 }
 
+/// Bytes one party moved, each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteCount {
+    /// Bytes sent.
+    pub sent: u64,
+    /// Bytes received.
+    pub received: u64,
+}
+
+impl From<Traffic> for ByteCount {
+    /// The bytes of some traffic (typically [`Traffic::since`] an earlier reading).
+    fn from(traffic: Traffic) -> Self {
+        Self {
+            sent: traffic.bytes_sent,
+            received: traffic.bytes_received,
+        }
+    }
+}
+
 /// The data party of a split model.
 pub struct DataParty {
     head: PartySlice,
     tail: Option<PartySlice>,
-    transport: Box<dyn Transport>,
+    link: Link,
     device: Device,
-    wire_dtype: WireDType,
     session: u64,
     next_step: u64,
+}
+
+/// The data party's end of the cut: the transport, the defenses applied where tensors cross
+/// it, and the float format they cross in.
+struct Link {
+    transport: Box<dyn Transport>,
     defenses: Defenses,
+    wire_dtype: WireDType,
+}
+
+/// What the tail half of a step produced.
+struct Returned {
+    /// What the model party returned.
+    kind: OutputKind,
+    /// Its output as received, before any defense; in training a leaf whose gradient is
+    /// what goes back.
+    received: Tensor<3>,
+    /// The split model's output: the tail's, or (Head–Tail) the model party's unpacked.
+    output: HeadOutput,
 }
 
 impl DataParty {
@@ -69,23 +112,25 @@ impl DataParty {
         Ok(Self {
             head,
             tail,
-            transport,
+            link: Link {
+                transport,
+                defenses: Defenses::none(),
+                wire_dtype: options.wire_dtype,
+            },
             device,
-            wire_dtype: options.wire_dtype,
             session,
             next_step: 0,
-            defenses: Defenses::none(),
         })
     }
 
     /// Applies `defenses` at every crossing from now on (see [`splitlm_defenses`]).
     pub fn set_defenses(&mut self, defenses: Defenses) {
-        self.defenses = defenses;
+        self.link.defenses = defenses;
     }
 
     /// The defenses in force.
     pub fn defenses(&self) -> &Defenses {
-        &self.defenses
+        &self.link.defenses
     }
 
     /// The session id the model party gave.
@@ -110,7 +155,7 @@ impl DataParty {
 
     /// Bytes and messages moved so far.
     pub fn traffic(&self) -> Traffic {
-        self.transport.traffic()
+        self.link.transport.traffic()
     }
 
     /// One training step on `batch` (on this party's device) against `labels`: forward
@@ -121,67 +166,37 @@ impl DataParty {
         labels: &Labels,
     ) -> Result<TrainStep, PartyError> {
         let before = self.traffic();
-        let step = self.take_step();
-        let ctx = HookContext {
-            step,
-            training: true,
-        };
-        let batch = self.defenses.on_input(batch.clone(), &ctx);
-        let model = self.head.model();
-        let h1 = model.forward_blocks(model.embed(&batch)?, None)?;
-        let (mask, positions) = (h1.attention_mask.clone(), h1.positions.clone());
-        // What crosses is the defended activation; the head's gradient flows back through it.
-        let sent = self.defenses.on_activation(h1.states.clone(), &ctx);
-        let extra_loss = self.defenses.extra_loss(&ctx);
-        self.send_forward(step, Mode::Train, &sent, mask.clone(), &positions)?;
+        let ctx = self.next_step(true);
+        let (h1, sent) =
+            self.link
+                .send_head(&ctx, Mode::Train, self.head.model(), batch.clone(), None)?;
+        let extra_loss = self.link.defenses.extra_loss(&ctx);
+        let tail = self.tail.as_ref().map(PartySlice::model);
+        let returned = self.link.recv_tail(&ctx, tail, &h1, &self.device, None)?;
 
-        let (kind, frame) = self.recv_output(step)?;
-        let device = self.device();
-        let received = wire::output_tensor(kind, &frame, &device)?.require_grad();
-        let output = match &self.tail {
-            Some(tail) => {
-                expect_kind(kind, OutputKind::Hidden)?;
-                expect_shape(&received.dims(), &h1.states.dims(), "the body's output")?;
-                let hidden = Hidden {
-                    states: self.defenses.on_received(received.clone(), &ctx),
-                    attention_mask: mask,
-                    positions,
-                };
-                tail.model()
-                    .forward_top(tail.model().forward_blocks(hidden, None)?)?
-            }
-            None => wire::unpack_output(kind, received.clone()),
-        };
-        let loss = loss(&output, labels)?;
+        let loss = loss(&returned.output, labels)?;
         let loss_value: f32 = loss.clone().into_scalar();
         if !loss_value.is_finite() {
             return Err(PartyError::BadTensor(format!(
-                "the loss of step {step} is {loss_value}"
+                "the loss of step {} is {loss_value}",
+                ctx.step
             )));
         }
         let grads = loss.backward();
-        let grad = received
+        let grad = returned
+            .received
             .grad(&grads)
             .expect("the received output is a leaf of the loss");
-        let grad = self.defenses.on_gradient(grad, &ctx);
+        let grad = self.link.defenses.on_gradient(grad, &ctx);
         if let Some(tail) = &mut self.tail {
             tail.apply_gradients(grads);
         }
-        self.transport.send(&Message::Gradient {
-            step,
-            grad: wire::wire_view(grad, kind).into_frame(self.wire_dtype)?,
-        })?;
-
-        let input_grad = match recv_expected(self.transport.as_mut())? {
-            Message::InputGradient { step: s, grad } => {
-                check_step(step, s)?;
-                grad
-            }
-            other => return Err(unexpected("InputGradient", &other)),
-        };
-        let input_grad = wire::float_tensor::<3>(&input_grad, &device, "the input gradient")?;
+        let input_grad =
+            self.link
+                .exchange_gradient(ctx.step, returned.kind, grad, &self.device)?;
         expect_shape(&input_grad.dims(), &h1.states.dims(), "the input gradient")?;
-        if self.head.is_trainable() || self.defenses.is_trainable() {
+
+        if self.head.is_trainable() || self.link.defenses.is_trainable() {
             // The head's objective: the model party's gradient on what was sent, plus the
             // defenses' own terms.
             let mut objective = (sent * input_grad).sum();
@@ -189,52 +204,33 @@ impl DataParty {
                 objective = objective + extra;
             }
             let grads = objective.backward();
-            self.defenses.update(&grads, &ctx);
+            self.link.defenses.update(&grads, &ctx);
             if self.head.is_trainable() {
                 self.head.apply_gradients(grads);
             }
         }
-        let after = self.traffic();
+        let bytes = self.bytes_since(&before);
         Ok(TrainStep {
-            step,
+            step: ctx.step,
             loss: loss_value,
-            bytes_sent: after.bytes_sent - before.bytes_sent,
-            bytes_received: after.bytes_received - before.bytes_received,
+            bytes_sent: bytes.sent,
+            bytes_received: bytes.received,
         })
     }
 
     /// Runs `batch` through the split model without training (nothing is sent back). The
     /// output lives on this party's device without autodiff.
     pub fn eval_step(&mut self, batch: &TokenBatch) -> Result<HeadOutput, PartyError> {
-        let step = self.take_step();
-        let ctx = HookContext {
-            step,
-            training: false,
-        };
+        let ctx = self.next_step(false);
+        let device = self.device.clone().inner();
         let head = self.head.model().valid();
-        let device = self.device().inner();
-        let batch = self.defenses.on_input(batch.to_device(&device), &ctx);
-        let h1 = head.forward_blocks(head.embed(&batch)?, None)?;
-        let sent = self.defenses.on_activation(h1.states.clone(), &ctx);
-        self.send_forward(
-            step,
-            Mode::Eval,
-            &sent,
-            h1.attention_mask.clone(),
-            &h1.positions,
-        )?;
-        let (kind, frame) = self.recv_output(step)?;
-        let received = wire::output_tensor(kind, &frame, &device)?;
-        match &self.tail {
-            Some(tail) => {
-                expect_kind(kind, OutputKind::Hidden)?;
-                expect_shape(&received.dims(), &h1.states.dims(), "the body's output")?;
-                let tail = tail.model().valid();
-                let hidden = h1.with_states(self.defenses.on_received(received, &ctx));
-                Ok(tail.forward_top(tail.forward_blocks(hidden, None)?)?)
-            }
-            None => Ok(wire::unpack_output(kind, received)),
-        }
+        let tail = self.tail.as_ref().map(|t| t.model().valid());
+        let batch = batch.to_device(&device);
+        let (h1, _) = self.link.send_head(&ctx, Mode::Eval, &head, batch, None)?;
+        Ok(self
+            .link
+            .recv_tail(&ctx, tail.as_ref(), &h1, &device, None)?
+            .output)
     }
 
     /// Saves the trainable state of the head (`data-head.*`) and tail (`data-tail.*`) into
@@ -258,40 +254,95 @@ impl DataParty {
 
     /// Ends the session; returns the slices.
     pub fn finish(mut self) -> Result<(PartySlice, Option<PartySlice>), PartyError> {
-        self.transport.send(&Message::End {
+        self.link.transport.send(&Message::End {
             reason: "data party finished".into(),
         })?;
         Ok((self.head, self.tail))
     }
 
-    fn take_step(&mut self) -> u64 {
+    /// Takes the next step id; the context the defenses' hooks get in that step.
+    fn next_step(&mut self, training: bool) -> HookContext {
         let step = self.next_step;
         self.next_step += 1;
-        step
+        HookContext { step, training }
     }
 
-    fn send_forward(
+    /// The bytes moved since the reading `before`.
+    fn bytes_since(&self, before: &Traffic) -> ByteCount {
+        self.traffic().since(before).into()
+    }
+}
+
+impl Link {
+    /// The head half of a step: the defenses' input hook, embeddings and `head`'s blocks
+    /// (with `cache` in generation), the defenses' activation hook, and the `Forward` of what
+    /// they made. Returns the head's output and what was sent; in training both stay on the
+    /// autodiff graph, so the head's gradient flows back through the defenses.
+    fn send_head(
         &mut self,
-        step: u64,
+        ctx: &HookContext,
         mode: Mode,
-        states: &Tensor<3>,
-        attention_mask: Tensor<2, Int>,
-        positions: &Tensor<2, Int>,
-    ) -> Result<(), PartyError> {
+        head: &AnyModel,
+        batch: TokenBatch,
+        cache: Option<&mut KvCache>,
+    ) -> Result<(Hidden, Tensor<3>), PartyError> {
+        let batch = self.defenses.on_input(batch, ctx);
+        let h1 = head.forward_blocks(head.embed(&batch)?, cache)?;
+        let sent = self.defenses.on_activation(h1.states.clone(), ctx);
+        // With a cache the mask also covers the cached positions; only this step's cross.
+        let [_, new, _] = h1.states.dims();
+        let [_, total] = h1.attention_mask.dims();
+        let mask = h1.attention_mask.clone().narrow(1, total - new, new);
         self.transport.send(&Message::Forward {
-            step,
+            step: ctx.step,
             mode,
-            hidden: wire::float_frame(states.clone(), self.wire_dtype)?,
-            attention_mask: wire::int_frame(attention_mask)?,
-            positions: wire::int_frame(positions.clone())?,
+            hidden: wire::float_frame(sent.clone(), self.wire_dtype)?,
+            attention_mask: wire::int_frame(mask)?,
+            positions: wire::int_frame(h1.positions.clone())?,
         })?;
-        Ok(())
+        Ok((h1, sent))
     }
 
-    fn recv_output(
+    /// The tail half of a step: the model party's `Output` of the step, checked and read onto
+    /// `device` (a leaf tracking its gradient in training); then, in Head–Body–Tail, the
+    /// defenses' received hook and `tail`'s blocks and top (with `cache` in generation, where
+    /// the top runs on the last position only); in Head–Tail the output itself.
+    fn recv_tail(
         &mut self,
-        step: u64,
-    ) -> Result<(OutputKind, splitlm_protocol::TensorFrame), PartyError> {
+        ctx: &HookContext,
+        tail: Option<&AnyModel>,
+        h1: &Hidden,
+        device: &Device,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Returned, PartyError> {
+        let (kind, frame) = self.recv_output(ctx.step)?;
+        let mut received = wire::output_tensor(kind, &frame, device)?;
+        if ctx.training {
+            received = received.require_grad();
+        }
+        let output = match tail {
+            Some(tail) => {
+                expect_kind(kind, OutputKind::Hidden)?;
+                expect_shape(&received.dims(), &h1.states.dims(), "the body's output")?;
+                let states = self.defenses.on_received(received.clone(), ctx);
+                let generating = cache.is_some();
+                let hidden = tail.forward_blocks(h1.clone().with_states(states), cache)?;
+                tail.forward_top(if generating {
+                    hidden.last_position()
+                } else {
+                    hidden
+                })?
+            }
+            None => wire::unpack_output(kind, received.clone()),
+        };
+        Ok(Returned {
+            kind,
+            received,
+            output,
+        })
+    }
+
+    fn recv_output(&mut self, step: u64) -> Result<(OutputKind, TensorFrame), PartyError> {
         match recv_expected(self.transport.as_mut())? {
             Message::Output {
                 step: s,
@@ -308,6 +359,28 @@ impl DataParty {
                 Ok((kind, tensors.remove(0)))
             }
             other => Err(unexpected("Output", &other)),
+        }
+    }
+
+    /// Sends the gradient of the model party's output (of `kind`) and receives that of the
+    /// head's activations, onto `device`.
+    fn exchange_gradient(
+        &mut self,
+        step: u64,
+        kind: OutputKind,
+        grad: Tensor<3>,
+        device: &Device,
+    ) -> Result<Tensor<3>, PartyError> {
+        self.transport.send(&Message::Gradient {
+            step,
+            grad: wire::wire_view(grad, kind).into_frame(self.wire_dtype)?,
+        })?;
+        match recv_expected(self.transport.as_mut())? {
+            Message::InputGradient { step: s, grad } => {
+                check_step(step, s)?;
+                wire::float_tensor::<3>(&grad, device, "the input gradient")
+            }
+            other => Err(unexpected("InputGradient", &other)),
         }
     }
 }

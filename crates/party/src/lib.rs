@@ -33,7 +33,10 @@ pub mod wire;
 pub use data::{ByteCount, DataParty, SplitGeneration, TrainStep};
 pub use error::PartyError;
 pub use model::{ModelParty, SessionReport};
-pub use observe::{Observation, ObservationLimits, SliceSnapshot};
+pub use observe::{
+    Observation, ObservationLimits, ObserveRequest, ObservedStep, Recorder, SliceSnapshot,
+    StepObserver,
+};
 pub use optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 pub use slice::{NamedGradient, PartySlice};
 

@@ -10,7 +10,10 @@ use splitlm_protocol::{
 };
 
 use crate::data::{check_step, unexpected};
-use crate::observe::{Observation, ObservationLimits, SliceSnapshot, first_rows};
+use crate::observe::{
+    Observation, ObservationLimits, ObservedStep, Recorder, SliceSnapshot, StepObserver,
+    as_recorder,
+};
 use crate::slice::PartySlice;
 use crate::wire::{self, expect_shape};
 use crate::{PartyError, recv_expected};
@@ -35,14 +38,7 @@ pub struct SessionReport {
 struct Shared {
     slice: PartySlice,
     next_session: u64,
-    observer: Option<Observer>,
-}
-
-/// What [`ModelParty::observe`] asked for and what was recorded.
-struct Observer {
-    limits: ObservationLimits,
-    seen: Vec<Observation>,
-    slices: Vec<SliceSnapshot>,
+    observer: Option<Box<dyn StepObserver>>,
 }
 
 /// The model party. Clones share one slice: several data parties can be served at once, one
@@ -82,30 +78,34 @@ impl ModelParty {
     }
 
     /// Records what this party receives during training from now on, within `limits` (the
-    /// attacker's view of an honest-but-curious server).
+    /// attacker's view of an honest-but-curious server): installs a [`Recorder`].
     pub fn observe(&self, limits: ObservationLimits) {
-        self.lock().observer = Some(Observer {
-            limits,
-            seen: Vec::new(),
-            slices: Vec::new(),
-        });
+        self.set_observer(Box::new(Recorder::new(limits)));
     }
 
-    /// What was recorded so far.
+    /// Tells `observer` of the training steps served from now on, in place of any observer
+    /// installed before (by [`ModelParty::observe`] too).
+    pub fn set_observer(&self, observer: Box<dyn StepObserver>) {
+        self.lock().observer = Some(observer);
+    }
+
+    /// What was recorded so far (by the [`Recorder`] of [`ModelParty::observe`]).
     pub fn observations(&self) -> Vec<Observation> {
-        self.lock()
-            .observer
-            .as_ref()
-            .map(|o| o.seen.clone())
-            .unwrap_or_default()
+        self.recorded(|r| r.observations().to_vec())
     }
 
     /// The slice before and after each recorded step (with [`ObservationLimits::slices`]).
     pub fn observed_slices(&self) -> Vec<SliceSnapshot> {
-        self.lock()
+        self.recorded(|r| r.slices().to_vec())
+    }
+
+    fn recorded<T: Default>(&self, f: impl FnOnce(&Recorder) -> T) -> T {
+        let shared = self.lock();
+        shared
             .observer
-            .as_ref()
-            .map(|o| o.slices.clone())
+            .as_deref()
+            .and_then(as_recorder)
+            .map(f)
             .unwrap_or_default()
     }
 
@@ -180,42 +180,23 @@ impl ModelParty {
                     attention_mask,
                     positions,
                 } => {
-                    let watched = (mode == Mode::Train)
-                        .then(|| self.watching(report.train_steps))
-                        .flatten()
-                        .map(|limits| {
-                            (
-                                first_rows(&hidden, limits.max_samples),
-                                first_rows(&attention_mask, limits.max_samples),
-                                limits,
-                                session,
-                            )
-                        });
-                    // Only training builds an autodiff graph.
-                    let device = match mode {
-                        Mode::Train => self.device.clone(),
-                        _ => self.device.clone().inner(),
-                    };
-                    let hidden = Hidden {
-                        states: wire::float_tensor::<3>(&hidden, &device, "hidden states")?,
-                        attention_mask: wire::int_tensor::<2>(
-                            &attention_mask,
-                            &device,
-                            "the attention mask",
-                        )?,
-                        positions: wire::int_tensor::<2>(&positions, &device, "positions")?,
+                    let forward = Forwarded {
+                        step,
+                        hidden,
+                        attention_mask,
+                        positions,
                     };
                     match mode {
                         Mode::Train => {
-                            self.train_step(transport, step, hidden, watched)?;
+                            self.train_step(transport, session, report.train_steps, &forward)?;
                             report.train_steps += 1;
                         }
                         Mode::Eval => {
-                            self.eval_step(transport, step, hidden)?;
+                            self.eval_step(transport, &forward)?;
                             report.eval_steps += 1;
                         }
                         Mode::Prefill | Mode::Infer => {
-                            self.decode_step(transport, step, mode, hidden, &mut decoding)?;
+                            self.decode_step(transport, mode, &forward, &mut decoding)?;
                             report.decode_steps += 1;
                         }
                     }
@@ -228,96 +209,63 @@ impl ModelParty {
         Ok(report)
     }
 
-    /// The sample limit when the `train_steps`-th training step of a session is recorded.
-    fn watching(&self, train_steps: u64) -> Option<ObservationLimits> {
-        match &self.lock().observer {
-            Some(o)
-                if (o.limits.from_step..o.limits.from_step.saturating_add(o.limits.steps))
-                    .contains(&train_steps) =>
-            {
-                Some(o.limits)
-            }
-            _ => None,
-        }
-    }
-
+    /// A training step, the `train_step`-th (0: the first) of `session`: forward, send the
+    /// output, receive its gradient, backward, update, tell the observer, send the input
+    /// gradient. Only training builds an autodiff graph.
     fn train_step(
         &self,
         transport: &mut dyn Transport,
-        step: u64,
-        hidden: Hidden,
-        watched: Option<(TensorFrame, TensorFrame, ObservationLimits, u64)>,
+        session: u64,
+        train_step: u64,
+        forward: &Forwarded,
     ) -> Result<(), PartyError> {
+        let step = forward.step;
+        let hidden = forward.hidden(&self.device)?;
         let mut shared = self.lock();
+        let Shared {
+            slice, observer, ..
+        } = &mut *shared;
+        let wanted = observer.as_ref().and_then(|o| o.wants(session, train_step));
+
         let h1 = hidden.states.clone().require_grad();
-        let output = forward(shared.slice.model(), hidden.with_states(h1.clone()))?;
+        let output = run_slice(slice.model(), hidden.with_states(h1.clone()))?;
         let (kind, packed) = wire::pack_output(output);
-        let sent = wire::wire_view(packed.clone(), kind).into_frame(self.wire_dtype)?;
-        transport.send(&Message::Output {
-            step,
-            kind,
-            tensors: vec![sent.clone()],
-        })?;
-        let grad = match recv_expected(transport)? {
+        let output = self.send_output(transport, step, (kind, packed.clone()))?;
+        let output_grad = match recv_expected(transport)? {
             Message::Gradient { step: s, grad } => {
                 check_step(step, s)?;
                 grad
             }
             other => return Err(unexpected("Gradient", &other)),
         };
-        let grad_frame = grad;
-        let grad = wire::output_tensor(kind, &grad_frame, &self.device)?;
+        let grad = wire::output_tensor(kind, &output_grad, &self.device)?;
         expect_shape(&grad.dims(), &packed.dims(), "the output gradient")?;
+
         let grads = (packed * grad).sum().backward();
         let input_grad = h1
             .grad(&grads)
             .expect("the received activations are a leaf of the output");
-        let weight_gradients = watched.as_ref().is_some_and(|w| w.2.weight_gradients);
-        let recording_already = shared.slice.recorded_gradients().is_some();
-        if weight_gradients && !recording_already {
-            shared.slice.record_gradients(true);
-        }
-        let before = watched
-            .as_ref()
-            .filter(|w| w.2.slices)
-            .map(|_| shared.slice.model().clone());
-        shared.slice.apply_gradients(grads);
-        if let Some((hidden, attention_mask, limits, session)) = watched {
-            let weights = if weight_gradients {
-                let recorded = shared
-                    .slice
-                    .recorded_gradients()
-                    .unwrap_or_default()
-                    .to_vec();
-                if !recording_already {
-                    shared.slice.record_gradients(false);
-                }
-                recorded
-            } else {
-                Vec::new()
-            };
-            let after = before.is_some().then(|| shared.slice.model().clone());
-            if let Some(observer) = shared.observer.as_mut() {
-                if let (Some(before), Some(after)) = (before, after) {
-                    observer.slices.push(SliceSnapshot {
-                        session,
-                        step,
-                        before,
-                        after,
-                    });
-                }
-                observer.seen.push(Observation {
-                    session,
-                    step,
-                    batch_rows: grad_frame.shape.first().copied().unwrap_or(0),
-                    hidden,
-                    attention_mask,
-                    output_kind: kind,
-                    output: first_rows(&sent, limits.max_samples),
-                    output_grad: first_rows(&grad_frame, limits.max_samples),
-                    weight_gradients: weights,
-                });
-            }
+        let keep = wanted.unwrap_or_default();
+        let before = keep.slices.then(|| slice.model().clone());
+        let weight_gradients = if keep.weight_gradients {
+            slice.apply_gradients_kept(grads)
+        } else {
+            slice.apply_gradients(grads);
+            Vec::new()
+        };
+        if let (Some(observer), Some(_)) = (observer, wanted) {
+            observer.on_train_step(ObservedStep {
+                session,
+                step,
+                hidden: &forward.hidden,
+                attention_mask: &forward.attention_mask,
+                output_kind: kind,
+                output: &output,
+                output_grad: &output_grad,
+                weight_gradients: &weight_gradients,
+                slice_before: before.as_ref(),
+                slice_after: before.is_some().then(|| slice.model()),
+            });
         }
         drop(shared);
         transport.send(&Message::InputGradient {
@@ -330,11 +278,13 @@ impl ModelParty {
     fn eval_step(
         &self,
         transport: &mut dyn Transport,
-        step: u64,
-        hidden: Hidden,
+        forward: &Forwarded,
     ) -> Result<(), PartyError> {
+        let hidden = forward.hidden(&self.device.clone().inner())?;
         let model = self.lock().slice.model().valid();
-        self.send_output(transport, step, wire::pack_output(forward(&model, hidden)?))
+        let output = wire::pack_output(run_slice(&model, hidden)?);
+        self.send_output(transport, forward.step, output)?;
+        Ok(())
     }
 
     /// One generation step: a prompt ([`Mode::Prefill`], which starts a new cache) or the
@@ -342,11 +292,11 @@ impl ModelParty {
     fn decode_step(
         &self,
         transport: &mut dyn Transport,
-        step: u64,
         mode: Mode,
-        hidden: Hidden,
+        forward: &Forwarded,
         decoding: &mut Option<Decoding>,
     ) -> Result<(), PartyError> {
+        let hidden = forward.hidden(&self.device.clone().inner())?;
         let [b, s, _] = hidden.states.dims();
         expect_shape(
             &hidden.attention_mask.dims(),
@@ -396,23 +346,28 @@ impl ModelParty {
             HeadOutput::Hidden(hidden.states)
         };
         *decoding = Some(state);
-        self.send_output(transport, step, wire::pack_output(output))?;
+        self.send_output(transport, forward.step, wire::pack_output(output))?;
         Ok(())
     }
 
-    /// Sends the model party's output of `step`, packed as [`wire::pack_output`] does.
+    /// Sends the model party's output of `step`, packed as [`wire::pack_output`] does;
+    /// returns the frame sent.
     fn send_output(
         &self,
         transport: &mut dyn Transport,
         step: u64,
         (kind, packed): (OutputKind, Tensor<3>),
-    ) -> Result<(), PartyError> {
-        transport.send(&Message::Output {
+    ) -> Result<TensorFrame, PartyError> {
+        let message = Message::Output {
             step,
             kind,
             tensors: vec![wire::wire_view(packed, kind).into_frame(self.wire_dtype)?],
-        })?;
-        Ok(())
+        };
+        transport.send(&message)?;
+        let Message::Output { mut tensors, .. } = message else {
+            unreachable!("built as an Output just above")
+        };
+        Ok(tensors.remove(0))
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -421,6 +376,29 @@ impl ModelParty {
         self.shared
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A `Forward` as it arrived: the step id and the frames of the head's activations.
+struct Forwarded {
+    step: u64,
+    hidden: TensorFrame,
+    attention_mask: TensorFrame,
+    positions: TensorFrame,
+}
+
+impl Forwarded {
+    /// The activations on `device` (an autodiff one only for training).
+    fn hidden(&self, device: &Device) -> Result<Hidden, PartyError> {
+        Ok(Hidden {
+            states: wire::float_tensor::<3>(&self.hidden, device, "hidden states")?,
+            attention_mask: wire::int_tensor::<2>(
+                &self.attention_mask,
+                device,
+                "the attention mask",
+            )?,
+            positions: wire::int_tensor::<2>(&self.positions, device, "positions")?,
+        })
     }
 }
 
@@ -433,7 +411,7 @@ struct Decoding {
 }
 
 /// The model party's slice on `hidden`: blocks, then the top if it holds it.
-fn forward<M: TransformerSlice>(
+fn run_slice<M: TransformerSlice>(
     model: &M,
     hidden: Hidden,
 ) -> Result<splitlm_nn::HeadOutput, PartyError> {

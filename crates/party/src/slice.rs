@@ -136,6 +136,21 @@ impl PartySlice {
         }
         self.steps_taken += 1;
     }
+
+    /// [`PartySlice::apply_gradients`], returning a host copy of the gradients the optimizer
+    /// used (recorded for this step only, unless recording is on anyway).
+    pub(crate) fn apply_gradients_kept(&mut self, grads: Gradients) -> Vec<NamedGradient> {
+        let recording = self.recorded.is_some();
+        if !recording {
+            self.record_gradients(true);
+        }
+        self.apply_gradients(grads);
+        if recording {
+            self.recorded.clone().unwrap_or_default()
+        } else {
+            self.recorded.take().unwrap_or_default()
+        }
+    }
 }
 
 fn host_gradients(model: &AnyModel, params: &GradientsParams) -> Vec<NamedGradient> {

@@ -24,6 +24,18 @@ pub struct Traffic {
     pub messages_received: u64,
 }
 
+impl Traffic {
+    /// What moved between `earlier` and `self`, two readings of the same endpoint's counters.
+    pub fn since(&self, earlier: &Traffic) -> Traffic {
+        Traffic {
+            bytes_sent: self.bytes_sent - earlier.bytes_sent,
+            bytes_received: self.bytes_received - earlier.bytes_received,
+            messages_sent: self.messages_sent - earlier.messages_sent,
+            messages_received: self.messages_received - earlier.messages_received,
+        }
+    }
+}
+
 /// One endpoint of a message channel between the two parties.
 pub trait Transport: Send {
     /// Sends one message; blocks until it is handed to the channel.

@@ -38,12 +38,26 @@ pub enum TaskError {
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     Config(String),
-    /// A party or model failed.
+    /// A value of the `[task]` configuration is out of range.
+    #[error("{key}: {detail}")]
+    Setting {
+        /// The key, dotted (`task.max_len`).
+        key: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The model does not fit the task (its head classifies where the task generates, …).
+    #[error("the model does not fit the task: {0}")]
+    Mismatch(String),
+    /// A demo dataset could not be fetched.
     #[error(transparent)]
-    Party(#[from] splitlm_party::PartyError),
+    Asset(#[from] splitlm_assets::AssetError),
     /// A model refused its input.
     #[error(transparent)]
     Model(#[from] splitlm_nn::ModelError),
+    /// The model being scored failed (a party of a split model, say).
+    #[error("running the model: {0}")]
+    Predictor(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl TaskError {

@@ -8,7 +8,7 @@ use tokenizers::Tokenizer;
 
 use crate::error::TaskError;
 use crate::prompt::PromptPair;
-use crate::train::TrainingSet;
+use crate::predictor::TrainingSet;
 
 /// Tokenizes prompt/response pairs into right-padded batches of at most `max_len` tokens.
 pub struct LmEncoder {

@@ -2,9 +2,62 @@
 //! template (the wording of `PROMPT_DICT` in tatsu-lab/stanford_alpaca, which the reference
 //! uses for Alpaca, CodeAlpaca, GSM8K and MATH) and ChatML (`<|im_start|>role\n…<|im_end|>`).
 //! Each instruction gives a [`PromptPair`]: the prompt the model reads and the response it is
-//! trained to write after it.
+//! trained to write after it. [`Template::of`] picks the template a tokenizer was trained
+//! with, and [`stop_ids`] the tokens that end a generated answer: the one place these facts
+//! live.
+
+use tokenizers::Tokenizer;
 
 use crate::formats::Instruction;
+
+/// Texts that end a turn or a text in the tokenizers we know (ChatML's end of turn, GPT-2's
+/// and Llama's end of text), in the order an end-of-sequence marker is chosen.
+pub const END_MARKERS: [&str; 3] = ["<|im_end|>", "<|endoftext|>", "</s>"];
+
+/// How instructions are written for a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Template {
+    /// ChatML turns, for tokenizers with `<|im_start|>` and `<|im_end|>` tokens.
+    ChatMl,
+    /// The Stanford Alpaca template, for every other tokenizer.
+    Alpaca,
+}
+
+impl Template {
+    /// ChatML when `tokenizer` has both ChatML tokens, else Alpaca.
+    pub fn of(tokenizer: &Tokenizer) -> Self {
+        let has = |t: &str| tokenizer.token_to_id(t).is_some();
+        if has("<|im_start|>") && has("<|im_end|>") {
+            Template::ChatMl
+        } else {
+            Template::Alpaca
+        }
+    }
+
+    /// `example` as a prompt and response in this template; `tokenizer` gives Alpaca's
+    /// end-of-sequence text.
+    pub fn pair(self, example: &Instruction, tokenizer: &Tokenizer) -> PromptPair {
+        match self {
+            Template::ChatMl => chatml_pair(None, example),
+            Template::Alpaca => alpaca_pair(example, eos_marker(tokenizer).unwrap_or("")),
+        }
+    }
+}
+
+/// The first of [`END_MARKERS`] that `tokenizer` knows.
+pub fn eos_marker(tokenizer: &Tokenizer) -> Option<&'static str> {
+    END_MARKERS
+        .into_iter()
+        .find(|t| tokenizer.token_to_id(t).is_some())
+}
+
+/// The ids of every [`END_MARKERS`] text that `tokenizer` knows: generation stops at any.
+pub fn stop_ids(tokenizer: &Tokenizer) -> Vec<u32> {
+    END_MARKERS
+        .iter()
+        .filter_map(|t| tokenizer.token_to_id(t))
+        .collect()
+}
 
 /// The Alpaca preamble when the instruction comes with an input.
 const ALPACA_WITH_INPUT: &str = "Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n";

@@ -10,7 +10,7 @@ use tokenizers::{Encoding, Tokenizer, TruncationParams, TruncationStrategy};
 
 use crate::error::TaskError;
 use crate::formats::SquadQuestion;
-use crate::train::{Learner, TrainingSet};
+use crate::predictor::{Predictor, TrainingSet};
 
 /// One window of one question's context, tokenized with the question.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,22 +216,22 @@ pub fn decode_answers(
         .collect()
 }
 
-/// Runs `learner` over the features in batches; returns each feature's start and end logits.
+/// Runs `predictor` over the features in batches; returns each feature's start and end logits.
 pub fn span_logits(
-    learner: &mut dyn Learner,
+    predictor: &mut dyn Predictor,
     encoder: &QaEncoder,
     features: &[QaFeature],
     batch_size: usize,
 ) -> Result<Vec<WindowLogits>, TaskError> {
-    let device = learner.device();
+    let device = predictor.device();
     let mut out = Vec::with_capacity(features.len());
     for chunk in features.chunks(batch_size.max(1)) {
         let refs: Vec<&QaFeature> = chunk.iter().collect();
         let (batch, _) = encoder.batch(&refs, &device)?;
-        let (start, end) = match learner.predict(&batch)? {
+        let (start, end) = match predictor.predict(&batch)? {
             splitlm_nn::HeadOutput::SpanLogits { start, end } => (start, end),
             _ => {
-                return Err(TaskError::Config(
+                return Err(TaskError::Mismatch(
                     "the model's head is not a span head".into(),
                 ));
             }

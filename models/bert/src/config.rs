@@ -1,5 +1,7 @@
 use serde::Deserialize;
-use splitlm_nn::{Activation, ModelError, hf_config};
+use splitlm_nn::{Activation, ModelError, ModelFamily, hf_config};
+
+use crate::BertModel;
 
 /// The fields of a Hugging Face BERT/RoBERTa `config.json` the core needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -79,11 +81,7 @@ impl BertConfig {
 
     /// Checks the architecture and the numbers.
     pub fn validate(&self, origin: &str) -> Result<(), ModelError> {
-        hf_config::expect_model_type(
-            &self.model_type,
-            &["bert", "roberta", "xlm-roberta", "camembert"],
-            origin,
-        )?;
+        hf_config::expect_model_type(&self.model_type, BertModel::MODEL_TYPES, origin)?;
         Activation::from_hf(&self.hidden_act, origin)?;
         if self.num_attention_heads == 0
             || !self.hidden_size.is_multiple_of(self.num_attention_heads)

@@ -3,6 +3,7 @@ use burn::tensor::{Device, Tensor};
 use splitlm_checkpoint::TensorSource;
 use splitlm_nn::transformer::missing_part;
 use splitlm_nn::{
+    FamilyConfig, ModelFamily,
     AttentionMask, HeadOutput, Hidden, KvCache, ModelError, SliceSpec, TaskHead, TokenBatch,
     TransformerSlice, Weights,
 };
@@ -158,5 +159,41 @@ impl TransformerSlice for BertModel {
             .ok_or_else(|| missing_part("top", &self.spec))?;
         hidden.validate(self.hidden_size)?;
         Ok(head.forward(hidden.states, &hidden.attention_mask))
+    }
+}
+
+impl ModelFamily for BertModel {
+    const NAME: &'static str = "bert";
+    const MODEL_TYPES: &'static [&'static str] = &["bert", "roberta", "xlm-roberta", "camembert"];
+    const DEFAULT_LORA_TARGETS: &'static [&'static str] = &["query", "value"];
+
+    type Config = BertConfig;
+
+    fn load(
+        source: &dyn TensorSource,
+        config: &BertConfig,
+        spec: &SliceSpec,
+        task: TaskHead,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        BertModel::load(source, config, spec, task, device)
+    }
+}
+
+impl FamilyConfig for BertConfig {
+    fn from_dir(dir: &std::path::Path) -> Result<Self, ModelError> {
+        BertConfig::from_dir(dir)
+    }
+
+    fn num_layers(&self) -> usize {
+        self.num_hidden_layers
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
     }
 }

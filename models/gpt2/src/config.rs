@@ -1,5 +1,7 @@
 use serde::Deserialize;
-use splitlm_nn::{Activation, ModelError, hf_config};
+use splitlm_nn::{Activation, ModelError, ModelFamily, hf_config};
+
+use crate::Gpt2Model;
 
 /// The fields of a Hugging Face GPT-2 `config.json` the core needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,7 +54,7 @@ impl Gpt2Config {
 
     /// Checks the architecture and the numbers.
     pub fn validate(&self, origin: &str) -> Result<(), ModelError> {
-        hf_config::expect_model_type(&self.model_type, &["gpt2"], origin)?;
+        hf_config::expect_model_type(&self.model_type, Gpt2Model::MODEL_TYPES, origin)?;
         Activation::from_hf(&self.activation_function, origin)?;
         if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             return Err(ModelError::config(

@@ -5,6 +5,7 @@ use splitlm_checkpoint::{CheckpointError, TensorSource};
 use splitlm_nn::decoder::{DecoderHead, LmHeadWeights, run_causal_blocks};
 use splitlm_nn::transformer::missing_part;
 use splitlm_nn::{
+    FamilyConfig, ModelFamily,
     HeadOutput, Hidden, KvCache, ModelError, SliceSpec, TaskHead, TokenBatch, TransformerSlice,
     Weights,
 };
@@ -166,5 +167,41 @@ impl TransformerSlice for Gpt2Model {
             .as_ref()
             .map(Gpt2Embeddings::word_embeddings);
         Ok(top.head.forward(states, &hidden.attention_mask, embeddings))
+    }
+}
+
+impl ModelFamily for Gpt2Model {
+    const NAME: &'static str = "gpt2";
+    const MODEL_TYPES: &'static [&'static str] = &["gpt2"];
+    const DEFAULT_LORA_TARGETS: &'static [&'static str] = &["c_attn"];
+
+    type Config = Gpt2Config;
+
+    fn load(
+        source: &dyn TensorSource,
+        config: &Gpt2Config,
+        spec: &SliceSpec,
+        task: TaskHead,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        Gpt2Model::load(source, config, spec, task, device)
+    }
+}
+
+impl FamilyConfig for Gpt2Config {
+    fn from_dir(dir: &std::path::Path) -> Result<Self, ModelError> {
+        Gpt2Config::from_dir(dir)
+    }
+
+    fn num_layers(&self) -> usize {
+        self.n_layer
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.n_embd
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
     }
 }

@@ -1,5 +1,7 @@
 use serde::Deserialize;
-use splitlm_nn::{Activation, ModelError, hf_config};
+use splitlm_nn::{Activation, ModelError, ModelFamily, hf_config};
+
+use crate::LlamaModel;
 
 /// The fields of a Hugging Face Llama/Mistral/Qwen2 `config.json` the core needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -73,7 +75,7 @@ impl LlamaConfig {
 
     /// Checks the architecture and the numbers.
     pub fn validate(&self, origin: &str) -> Result<(), ModelError> {
-        hf_config::expect_model_type(&self.model_type, &["llama", "mistral", "qwen2"], origin)?;
+        hf_config::expect_model_type(&self.model_type, LlamaModel::MODEL_TYPES, origin)?;
         Activation::from_hf(&self.hidden_act, origin)?;
         if let Some(scaling) = self.rope_scaling.as_ref().filter(|v| !v.is_null()) {
             return Err(ModelError::config(

@@ -3,9 +3,9 @@
 use std::path::Path;
 
 use splitlm_checkpoint::{CheckpointError, GgufFile, HostTensor, TensorInfo, TensorSource};
-use splitlm_nn::ModelError;
+use splitlm_nn::{ModelError, ModelFamily};
 
-use crate::LlamaConfig;
+use crate::{LlamaConfig, LlamaModel};
 
 /// A GGUF file seen through Hugging Face Llama names (`model.layers.3.self_attn.q_proj.weight`).
 ///
@@ -29,17 +29,17 @@ impl GgufLlamaSource {
     pub fn from_file(file: GgufFile) -> Result<Self, ModelError> {
         let origin = file.describe();
         let arch = file.get_str("general.architecture")?.to_string();
-        let model_type = match arch.as_str() {
-            "llama" | "mistral" | "qwen2" => arch.clone(),
-            other => {
-                return Err(ModelError::config(
-                    &origin,
-                    format!(
-                        "unsupported GGUF architecture `{other}` (accepted: llama, mistral, qwen2)"
-                    ),
-                ));
-            }
-        };
+        // llama.cpp names these architectures as Hugging Face's `model_type` does.
+        if !LlamaModel::MODEL_TYPES.contains(&arch.as_str()) {
+            return Err(ModelError::config(
+                &origin,
+                format!(
+                    "unsupported GGUF architecture `{arch}` (accepted: {})",
+                    LlamaModel::MODEL_TYPES.join(", ")
+                ),
+            ));
+        }
+        let model_type = arch.clone();
         let key = |name: &str| format!("{arch}.{name}");
         let hidden_size = file.get_u32(&key("embedding_length"))? as usize;
         let heads = file.get_u32(&key("attention.head_count"))? as usize;

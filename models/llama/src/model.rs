@@ -5,6 +5,7 @@ use splitlm_checkpoint::TensorSource;
 use splitlm_nn::decoder::{DecoderHead, LmHeadWeights, run_causal_blocks};
 use splitlm_nn::transformer::missing_part;
 use splitlm_nn::{
+    FamilyConfig, ModelFamily,
     HeadOutput, Hidden, KvCache, ModelError, SliceSpec, TaskHead, TokenBatch, TransformerSlice,
     Weights,
 };
@@ -133,5 +134,41 @@ impl TransformerSlice for LlamaModel {
         Ok(top
             .head
             .forward(states, &hidden.attention_mask, self.word_embeddings()))
+    }
+}
+
+impl ModelFamily for LlamaModel {
+    const NAME: &'static str = "llama";
+    const MODEL_TYPES: &'static [&'static str] = &["llama", "mistral", "qwen2"];
+    const DEFAULT_LORA_TARGETS: &'static [&'static str] = &["q_proj", "v_proj"];
+
+    type Config = LlamaConfig;
+
+    fn load(
+        source: &dyn TensorSource,
+        config: &LlamaConfig,
+        spec: &SliceSpec,
+        task: TaskHead,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        LlamaModel::load(source, config, spec, task, device)
+    }
+}
+
+impl FamilyConfig for LlamaConfig {
+    fn from_dir(dir: &std::path::Path) -> Result<Self, ModelError> {
+        LlamaConfig::from_dir(dir)
+    }
+
+    fn num_layers(&self) -> usize {
+        self.num_hidden_layers
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
     }
 }

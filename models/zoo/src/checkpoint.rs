@@ -1,45 +1,16 @@
-use std::fmt;
 use std::path::Path;
 
 use burn::tensor::Device;
-use splitlm_bert::{BertConfig, BertModel};
 use splitlm_checkpoint::SafetensorsCheckpoint;
-use splitlm_gpt2::{Gpt2Config, Gpt2Model};
-use splitlm_llama::{GgufLlamaSource, LlamaConfig, LlamaModel};
-use splitlm_nn::{ModelError, SliceSpec, TaskHead};
+use splitlm_llama::GgufLlamaSource;
+use splitlm_nn::{FamilyConfig, ModelError, SliceSpec, TaskHead};
 
-use crate::AnyModel;
-
-/// The architecture families splitlm implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Family {
-    /// BERT-style encoders.
-    Bert,
-    /// GPT-2.
-    Gpt2,
-    /// Llama-style decoders.
-    Llama,
-}
-
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Family::Bert => "bert",
-            Family::Gpt2 => "gpt2",
-            Family::Llama => "llama",
-        })
-    }
-}
+use crate::{AnyConfig, AnyModel, Family};
 
 /// An opened checkpoint: configuration read, tensors not yet (slices read only their own).
 pub enum Checkpoint {
-    /// A Hugging Face BERT-style directory.
-    Bert(BertConfig, SafetensorsCheckpoint),
-    /// A Hugging Face GPT-2 directory.
-    Gpt2(Gpt2Config, SafetensorsCheckpoint),
-    /// A Hugging Face Llama-style directory.
-    Llama(LlamaConfig, SafetensorsCheckpoint),
+    /// A Hugging Face directory (`config.json` + safetensors) of any registered family.
+    HuggingFace(AnyConfig, SafetensorsCheckpoint),
     /// A llama.cpp GGUF file of a Llama-style model.
     LlamaGguf(GgufLlamaSource),
 }
@@ -64,64 +35,49 @@ impl Checkpoint {
         }
         let config_path = path.join("config.json");
         let ModelType { model_type } = splitlm_nn::hf_config::read_config(&config_path)?;
-        let family = match model_type.as_str() {
-            "bert" | "roberta" | "xlm-roberta" | "camembert" => Family::Bert,
-            "gpt2" => Family::Gpt2,
-            "llama" | "mistral" | "qwen2" => Family::Llama,
-            other => {
-                return Err(ModelError::config(
-                    config_path.display().to_string(),
-                    format!(
-                        "model_type \"{other}\" is not supported (bert, roberta, gpt2, llama, \
-                         mistral, qwen2 are)"
-                    ),
-                ));
-            }
+        let Some(family) = Family::from_model_type(&model_type) else {
+            return Err(ModelError::config(
+                config_path.display().to_string(),
+                format!(
+                    "model_type \"{model_type}\" is not supported ({} are)",
+                    Family::all_model_types().join(", ")
+                ),
+            ));
         };
         let weights = SafetensorsCheckpoint::open(path)?;
-        Ok(match family {
-            Family::Bert => Checkpoint::Bert(BertConfig::from_dir(path)?, weights),
-            Family::Gpt2 => Checkpoint::Gpt2(Gpt2Config::from_dir(path)?, weights),
-            Family::Llama => Checkpoint::Llama(LlamaConfig::from_dir(path)?, weights),
-        })
+        Ok(Checkpoint::HuggingFace(
+            AnyConfig::from_dir(family, path)?,
+            weights,
+        ))
     }
 
     /// The model's family.
     pub fn family(&self) -> Family {
         match self {
-            Checkpoint::Bert(..) => Family::Bert,
-            Checkpoint::Gpt2(..) => Family::Gpt2,
-            Checkpoint::Llama(..) | Checkpoint::LlamaGguf(_) => Family::Llama,
+            Checkpoint::HuggingFace(c, _) => c.family(),
+            Checkpoint::LlamaGguf(_) => Family::Llama,
         }
     }
 
     /// Number of transformer blocks.
     pub fn num_layers(&self) -> usize {
-        match self {
-            Checkpoint::Bert(c, _) => c.num_hidden_layers,
-            Checkpoint::Gpt2(c, _) => c.n_layer,
-            Checkpoint::Llama(c, _) => c.num_hidden_layers,
-            Checkpoint::LlamaGguf(g) => g.config().num_hidden_layers,
-        }
+        self.config().num_layers()
     }
 
     /// Width of the hidden states (what crosses a cut per token).
     pub fn hidden_size(&self) -> usize {
-        match self {
-            Checkpoint::Bert(c, _) => c.hidden_size,
-            Checkpoint::Gpt2(c, _) => c.n_embd,
-            Checkpoint::Llama(c, _) => c.hidden_size,
-            Checkpoint::LlamaGguf(g) => g.config().hidden_size,
-        }
+        self.config().hidden_size()
     }
 
     /// Vocabulary size.
     pub fn vocab_size(&self) -> usize {
+        self.config().vocab_size()
+    }
+
+    fn config(&self) -> &dyn FamilyConfig {
         match self {
-            Checkpoint::Bert(c, _) => c.vocab_size,
-            Checkpoint::Gpt2(c, _) => c.vocab_size,
-            Checkpoint::Llama(c, _) => c.vocab_size,
-            Checkpoint::LlamaGguf(g) => g.config().vocab_size,
+            Checkpoint::HuggingFace(c, _) => each_config!(c, c => c as &dyn FamilyConfig),
+            Checkpoint::LlamaGguf(g) => g.config(),
         }
     }
 
@@ -130,7 +86,7 @@ impl Checkpoint {
     pub fn tokenizer(&self) -> Result<tokenizers::Tokenizer, ModelError> {
         let mut tokenizer = match self {
             Checkpoint::LlamaGguf(g) => splitlm_checkpoint::tokenizer_from_gguf(g.file())?,
-            Checkpoint::Bert(_, w) | Checkpoint::Gpt2(_, w) | Checkpoint::Llama(_, w) => {
+            Checkpoint::HuggingFace(_, w) => {
                 let dir = w
                     .files()
                     .first()
@@ -161,9 +117,7 @@ impl Checkpoint {
         device: &Device,
     ) -> Result<AnyModel, ModelError> {
         Ok(match self {
-            Checkpoint::Bert(c, w) => BertModel::load(w, c, spec, task, device)?.into(),
-            Checkpoint::Gpt2(c, w) => Gpt2Model::load(w, c, spec, task, device)?.into(),
-            Checkpoint::Llama(c, w) => LlamaModel::load(w, c, spec, task, device)?.into(),
+            Checkpoint::HuggingFace(c, w) => c.load(w, spec, task, device)?,
             Checkpoint::LlamaGguf(g) => g.load_model(Some(spec), task, device)?.into(),
         })
     }

@@ -4,9 +4,31 @@
 //! or a GGUF file, and [`Checkpoint::load`] builds any [`SliceSpec`] of it as an
 //! [`AnyModel`], which parties, optimizers and trainability rules handle without knowing the
 //! family.
+//!
+//! # Adding a family
+//!
+//! A family is a crate whose slice type implements [`splitlm_nn::ModelFamily`] (its name,
+//! accepted `model_type`s, LoRA defaults, configuration and loader). Registering it is one
+//! line in the list below (plus the crate as a dependency of this one); [`Family`],
+//! [`AnyModel`], [`AnyConfig`] and [`Checkpoint`] then handle it.
+//!
+//! [`SliceSpec`]: splitlm_nn::SliceSpec
+
+#[macro_use]
+mod registry;
+
+register_families! {
+    /// BERT, RoBERTa, MiniLM.
+    Bert(splitlm_bert::BertModel),
+    /// GPT-2.
+    Gpt2(splitlm_gpt2::Gpt2Model),
+    /// Llama, Mistral, Qwen2, SmolLM.
+    Llama(splitlm_llama::LlamaModel),
+}
 
 mod any;
 mod checkpoint;
+mod family;
 
-pub use any::{AnyModel, FamilyMap};
-pub use checkpoint::{Checkpoint, Family};
+pub use any::FamilyMap;
+pub use checkpoint::Checkpoint;

@@ -4,23 +4,12 @@
 use std::time::Instant;
 
 use burn::module::Module;
-use splitlm_defenses::HookContext;
 use splitlm_nn::generate::{DecodeSteps, Generation, Sampler, Sampling};
-use splitlm_nn::{HeadOutput, ModelError, TransformerSlice};
+use splitlm_nn::{ModelError, TransformerSlice};
 use splitlm_protocol::{Mode, OutputKind};
 
-use super::{DataParty, expect_kind};
+use super::{ByteCount, DataParty, expect_kind};
 use crate::PartyError;
-use crate::wire::{self, expect_shape};
-
-/// Bytes one party moved, each way.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ByteCount {
-    /// Bytes sent.
-    pub sent: u64,
-    /// Bytes received.
-    pub received: u64,
-}
 
 /// A split generation: the tokens, the time, and the bytes of every step.
 #[derive(Debug, Clone)]
@@ -58,49 +47,28 @@ impl DataParty {
         let mut prefill = None;
         while tokens.len() < sampling.max_new_tokens {
             let before = self.traffic();
-            let step = self.take_step();
+            let ctx = self.next_step(false);
             let mode = if steps.is_prompt() {
                 Mode::Prefill
             } else {
                 Mode::Infer
             };
-            let ctx = HookContext {
-                step,
-                training: false,
-            };
-            let batch = self.defenses.on_input(steps.batch().clone(), &ctx);
-            let h1 = head.forward_blocks(head.embed(&batch)?, Some(&mut head_cache))?;
-            let [_, new, _] = h1.states.dims();
-            let [_, total] = h1.attention_mask.dims();
-            let new_mask = h1.attention_mask.clone().narrow(1, total - new, new);
-            let sent = self.defenses.on_activation(h1.states.clone(), &ctx);
-            self.send_forward(step, mode, &sent, new_mask, &h1.positions)?;
-
-            let (kind, frame) = self.recv_output(step)?;
-            let received = wire::output_tensor(kind, &frame, &device)?;
-            let logits = match (&tail, &mut tail_cache) {
-                (Some(tail), Some(cache)) => {
-                    expect_kind(kind, OutputKind::Hidden)?;
-                    expect_shape(&received.dims(), &h1.states.dims(), "the body's output")?;
-                    let received = self.defenses.on_received(received, &ctx);
-                    let hidden = tail.forward_blocks(h1.with_states(received), Some(cache))?;
-                    tail.forward_top(hidden.last_position())?
-                }
-                _ => {
-                    expect_kind(kind, OutputKind::LmLogits)?;
-                    HeadOutput::LmLogits(received)
-                }
-            };
-            let logits = logits.lm_logits().ok_or_else(|| {
+            let batch = steps.batch().clone();
+            let (h1, _) = self
+                .link
+                .send_head(&ctx, mode, &head, batch, Some(&mut head_cache))?;
+            let returned =
+                self.link
+                    .recv_tail(&ctx, tail.as_ref(), &h1, &device, tail_cache.as_mut())?;
+            if tail.is_none() {
+                expect_kind(returned.kind, OutputKind::LmLogits)?;
+            }
+            let logits = returned.output.lm_logits().ok_or_else(|| {
                 ModelError::Input("generation needs a causal LM head on the split model".into())
             })?;
             let next = sampler.next_from(logits);
 
-            let after = self.traffic();
-            let bytes = ByteCount {
-                sent: after.bytes_sent - before.bytes_sent,
-                received: after.bytes_received - before.bytes_received,
-            };
+            let bytes = self.bytes_since(&before);
             match prefill {
                 None => prefill = Some((started.elapsed(), bytes)),
                 Some(_) => step_bytes.push(bytes),

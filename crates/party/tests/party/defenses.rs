@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use splitlm_defenses::{Defenses, DpNoise, DpTarget, Sparsification};
+use splitlm_defenses::{Crossing, Defenses, DpNoise, Sparsification};
 use splitlm_nn::TransformerSlice;
 use splitlm_partition::{Partition, Trainability};
 use splitlm_party::{DataParty, ModelParty, OptimizerConfig, PartyOptions, PartySlice};
@@ -84,7 +84,7 @@ fn defended(defenses: Defenses) -> (DataParty, Arc<Mutex<Vec<TensorFrame>>>, Vec
 
 #[test]
 fn laplace_noise_on_the_wire_has_the_configured_scale() {
-    let dp = DpNoise::laplace(4.0, 2.0, None, DpTarget::Activations, 9).unwrap();
+    let dp = DpNoise::laplace(4.0, 2.0, None, Crossing::Activations, 9).unwrap();
     let (mut data, sent, clean) = defended(Defenses::new(vec![Box::new(dp)]));
     let work = Workload::classify("bert");
     let batch = work.batch(&data.device());
@@ -105,7 +105,7 @@ fn laplace_noise_on_the_wire_has_the_configured_scale() {
 
 #[test]
 fn sparsified_activations_cross_with_the_configured_rate() {
-    let sparse = Sparsification::new(0.9, DpTarget::Both, true).unwrap();
+    let sparse = Sparsification::new(0.9, Crossing::Both, true).unwrap();
     let (mut data, sent, clean) = defended(Defenses::new(vec![Box::new(sparse)]));
     let work = Workload::classify("bert");
     let batch = work.batch(&data.device());

@@ -7,5 +7,6 @@ mod defenses;
 mod equivalence;
 mod generation;
 mod lora;
+mod observer;
 mod sessions;
 mod state;

@@ -1,8 +1,9 @@
 //! The jobs end to end on the real demo assets, at toy sizes: train with checkpoints, evaluate
 //! the saved state, generate through the split; records land in the JSON-lines file.
 
-use splitlm_cli::records;
-use splitlm_cli::{RunConfig, jobs};
+use splitlm_bench::records::{self, Record};
+use splitlm_bench::{Quiet, RunConfig, jobs};
+use splitlm_partition::Partition;
 use splitlm_nn::testing::require_asset;
 
 fn have(asset: splitlm_assets::Asset) -> bool {
@@ -29,14 +30,10 @@ fn train_checkpoint_then_eval_restores_the_trained_model() {
         &overrides,
     )
     .unwrap();
-    let trained = jobs::train(&config, true).unwrap().record;
-    assert_eq!(trained["steps"], 3);
-    assert_eq!(
-        trained["evaluations"].as_array().unwrap().len(),
-        2,
-        "steps 2 and 3"
-    );
-    assert!(trained["bytes_sent"].as_u64().unwrap() > 0);
+    let trained = jobs::train(&config, &mut Quiet).unwrap().record;
+    assert_eq!(trained.steps, 3);
+    assert_eq!(trained.evaluations.len(), 2, "steps 2 and 3");
+    assert!(trained.bytes_sent > 0);
     assert!(
         std::fs::read_to_string(ckpt.join("latest"))
             .unwrap()
@@ -45,20 +42,20 @@ fn train_checkpoint_then_eval_restores_the_trained_model() {
 
     let evaluated = jobs::evaluate(&config, Some(&ckpt)).unwrap().record;
     assert_eq!(
-        evaluated["mp"], trained["mp"],
+        evaluated.mp, trained.mp,
         "the checkpoint holds the trained state"
     );
     let untrained = jobs::evaluate(&config, None).unwrap().record;
-    assert_eq!(untrained["mp"], trained["before"]["value"]);
+    assert_eq!(untrained.mp, trained.before.value);
 
     let lines = records::read(&records_path).unwrap();
     assert_eq!(lines.len(), 3);
-    assert_eq!(lines[0]["job"], "train");
+    let first = lines[0].as_train().expect("the training record comes first");
     assert_eq!(
-        lines[0]["setting"],
+        first.setting.setting,
         "head-body-tail (n_head = 2, n_tail = 2)"
     );
-    assert_eq!(lines[0]["partition"]["n_tail"], 2);
+    assert_eq!(first.setting.partition, Some(Partition::head_body_tail(2, 2)));
 }
 
 #[test]
@@ -78,11 +75,10 @@ fn smollm2_trains_on_chat_answers_and_generates_through_the_split() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/smollm2-chat.toml");
     let config = RunConfig::load(&path, &overrides).unwrap();
-    let trained = jobs::train(&config, true).unwrap().record;
-    assert_eq!(trained["steps"], 2);
-    let losses = trained["epoch_losses"].as_array().unwrap();
-    assert!(losses[0].as_f64().unwrap().is_finite());
-    assert_eq!(trained["after"]["metric"], "rouge_l_f1");
+    let trained = jobs::train(&config, &mut Quiet).unwrap().record;
+    assert_eq!(trained.steps, 2);
+    assert!(trained.epoch_losses[0].is_finite());
+    assert_eq!(trained.after.metric, "rouge_l_f1");
 
     let generated = jobs::generate(
         &config,
@@ -93,12 +89,9 @@ fn smollm2_trains_on_chat_answers_and_generates_through_the_split() {
     )
     .unwrap()
     .record;
-    let answer = &generated["answers"][0];
-    assert_eq!(answer["same_as_unsplit"], true);
-    assert!(
-        answer["answer"].as_str().unwrap().contains("Paris"),
-        "{answer}"
-    );
+    let answer = &generated.answers[0];
+    assert_eq!(answer.same_as_unsplit, Some(true));
+    assert!(answer.answer.contains("Paris"), "{answer:?}");
 }
 
 #[test]
@@ -196,15 +189,12 @@ fn every_file_based_task_kind_trains_and_scores_on_fixtures() {
     for (text, metric) in &cases {
         let config = RunConfig::from_toml(&format!("{text}{common}"), &[])
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let record = jobs::train(&config, true)
+        let record = jobs::train(&config, &mut Quiet)
             .unwrap_or_else(|e| panic!("{e:#}\n{text}"))
             .record;
-        assert_eq!(record["after"]["metric"], *metric, "{text}");
-        assert!(record["steps"].as_u64().unwrap() >= 1);
-        assert!(
-            record["after"]["value"].as_f64().unwrap().is_finite(),
-            "{record}"
-        );
+        assert_eq!(record.after.metric, *metric, "{text}");
+        assert!(record.steps >= 1);
+        assert!(record.after.value.is_finite(), "{record:?}");
     }
     if !cases.is_empty() {
         assert_eq!(records::read(&records_path).unwrap().len(), cases.len());
@@ -238,19 +228,31 @@ fn a_defense_grid_trains_attacks_and_reports_every_setting() {
             s.steps = 20;
         }
     }
-    let done = jobs::grid(&config, true).unwrap();
+    let done = jobs::grid(&config, &mut Quiet).unwrap();
 
     let lines = records::read(&records_path).unwrap();
-    let jobs_seen: Vec<&str> = lines.iter().map(|l| l["job"].as_str().unwrap()).collect();
+    let jobs_seen: Vec<&str> = lines
+        .iter()
+        .map(|l| match l {
+            Record::Train(_) => "train",
+            Record::Attack(_) => "attack",
+            _ => "other",
+        })
+        .collect();
     assert_eq!(
         jobs_seen,
         ["train", "attack", "attack"].repeat(3),
         "each run is followed by its two attacks"
     );
+    let run = lines[0].as_train().unwrap();
     for line in &lines[1..3] {
-        assert_eq!(line["run_id"], lines[0]["run_id"]);
-        assert_eq!(line["samples"], 2);
-        assert_eq!(line["prior"]["white_box_head"], "pretrained");
+        let attack = line.as_attack().unwrap();
+        assert_eq!(attack.run_id, run.run_id);
+        assert_eq!(attack.samples, 2);
+        assert_eq!(
+            attack.prior.white_box_head,
+            Some(splitlm_attacks::HeadVersion::Pretrained)
+        );
     }
 
     let report = &done.report;
@@ -321,7 +323,7 @@ fn label_attacks_run_through_a_head_tail_grid_and_noise_on_gradients_blunts_them
     let grid = config.grid.as_mut().unwrap();
     grid.settings
         .retain(|s| ["none", "grad Laplace ε=0.5"].contains(&s.name.as_str()));
-    let report = jobs::grid(&config, true).unwrap().report;
+    let report = jobs::grid(&config, &mut Quiet).unwrap().report;
     eprintln!("{}", report.table());
     let ap = |row: usize, name: &str| {
         report.rows[row]

@@ -1,4 +1,5 @@
-//! Checkpoints of a training run: every party's trainable state and the loop's progress.
+//! Training checkpoints: every party's trainable state and the loop's progress, so that a run
+//! can resume exactly. (Pretrained weights are read by `splitlm-checkpoint`; these are ours.)
 //!
 //! Layout under the checkpoint root: `step-000120/` holds the parties' files and
 //! `progress.json`; `latest` names the newest complete one. A checkpoint is written into
@@ -10,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use splitlm_party::state::write_atomic;
 
-use crate::error::TaskError;
-use crate::train::Learner;
+use crate::error::TrainError;
+use crate::learner::Learner;
 
 const LATEST: &str = "latest";
 const PROGRESS: &str = "progress.json";
@@ -73,8 +74,8 @@ fn step_dir(root: &Path, step: usize) -> PathBuf {
     root.join(format!("step-{step:06}"))
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TaskError + '_ {
-    move |e| TaskError::io(path, e)
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |e| TrainError::io(path, e)
 }
 
 /// Writes a checkpoint of `learner` at `progress` under `root`; returns its directory.
@@ -82,7 +83,7 @@ pub fn save(
     root: &Path,
     learner: &dyn Learner,
     progress: &FitProgress,
-) -> Result<PathBuf, TaskError> {
+) -> Result<PathBuf, TrainError> {
     std::fs::create_dir_all(root).map_err(io(root))?;
     let dir = step_dir(root, progress.step);
     let partial = dir.with_extension("partial");
@@ -107,34 +108,32 @@ pub fn save(
 }
 
 /// The newest complete checkpoint under `root` and its progress, if any.
-pub fn latest(root: &Path) -> Result<Option<(PathBuf, FitProgress)>, TaskError> {
+pub fn latest(root: &Path) -> Result<Option<(PathBuf, FitProgress)>, TrainError> {
     let pointer = root.join(LATEST);
     let name = match std::fs::read_to_string(&pointer) {
         Ok(name) => name,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(TaskError::io(&pointer, e)),
+        Err(e) => return Err(TrainError::io(&pointer, e)),
     };
     let name = name.trim();
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-        return Err(TaskError::Format {
+        return Err(TrainError::Checkpoint {
             path: pointer,
-            line: 1,
             reason: format!("{name:?} is not a checkpoint name"),
         });
     }
     let dir = root.join(name);
     let path = dir.join(PROGRESS);
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-    let progress = serde_json::from_str(&text).map_err(|e| TaskError::Format {
+    let progress = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
         path: path.clone(),
-        line: e.line(),
         reason: e.to_string(),
     })?;
     Ok(Some((dir, progress)))
 }
 
 /// Removes all but the newest [`KEEP`] complete checkpoints and any stale partial one.
-fn prune(root: &Path) -> Result<(), TaskError> {
+fn prune(root: &Path) -> Result<(), TrainError> {
     let mut steps = Vec::new();
     for entry in std::fs::read_dir(root).map_err(io(root))? {
         let path = entry.map_err(io(root))?.path();

@@ -8,9 +8,10 @@ use splitlm_defenses::DefenseConfig;
 use splitlm_device::DeviceSpec;
 use splitlm_nn::generate::Sampling;
 use splitlm_partition::{Partition, TaskHeadPlacement, Trainability};
-use splitlm_party::{OptimizerConfig, PartyOptions};
-use splitlm_tasks::glue::GlueTask;
-use splitlm_tasks::train::FitConfig;
+use splitlm_party::OptimizerConfig;
+use splitlm_tasks::TaskConfig;
+use splitlm_train::session::parse_device;
+use splitlm_train::{FitConfig, Setup, SplitConfig, TrainError};
 
 /// A whole run: which model, how it is cut and trained, on what, and where results go.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -92,10 +93,10 @@ impl Default for AttackerConfig {
 impl AttackerConfig {
     /// Where the attacks compute.
     pub fn device(&self, split: &SplitConfig) -> Result<DeviceSpec, ConfigError> {
-        match &self.device {
-            Some(d) => parse_device("attacker.device", d),
-            None => split.data_device(),
-        }
+        Ok(match &self.device {
+            Some(d) => parse_device("attacker.device", d)?,
+            None => split.data_device()?,
+        })
     }
 }
 
@@ -127,276 +128,6 @@ pub struct GridSetting {
 pub struct ModelConfig {
     /// A demo asset (`minilm`, `smollm2`), a Hugging Face model directory or a `.gguf` file.
     pub source: String,
-}
-
-/// The cut and the devices.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SplitConfig {
-    /// Head–Tail or Head–Body–Tail; absent trains the whole model in one place (the unsplit
-    /// baseline).
-    pub partition: Option<Partition>,
-    /// The data party's device: `cpu`, `flex`, `wgpu[:N]`, `cuda[:N]`.
-    pub data_device: String,
-    /// The model party's device (default: the data party's).
-    pub model_device: Option<String>,
-    /// The data party's session settings (wire dtype).
-    pub data_party: PartyOptions,
-}
-
-impl Default for SplitConfig {
-    fn default() -> Self {
-        Self {
-            partition: None,
-            data_device: "cpu".into(),
-            model_device: None,
-            data_party: PartyOptions::default(),
-        }
-    }
-}
-
-impl SplitConfig {
-    /// The data party's device.
-    pub fn data_device(&self) -> Result<DeviceSpec, ConfigError> {
-        parse_device("split.data_device", &self.data_device)
-    }
-
-    /// The model party's device.
-    pub fn model_device(&self) -> Result<DeviceSpec, ConfigError> {
-        match &self.model_device {
-            Some(d) => parse_device("split.model_device", d),
-            None => self.data_device(),
-        }
-    }
-}
-
-fn parse_device(key: &str, value: &str) -> Result<DeviceSpec, ConfigError> {
-    value
-        .parse()
-        .map_err(|e| ConfigError::invalid(key, format!("\"{value}\": {e}")))
-}
-
-/// The task and its dataset.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum TaskConfig {
-    /// Binary sentiment of movie-review sentences (the `sentiment` asset).
-    Sentiment {
-        /// Longest input in tokens.
-        #[serde(default = "defaults::max_len_classification")]
-        max_len: usize,
-        /// Training sentences used (0: all 9,511).
-        #[serde(default)]
-        train_examples: usize,
-        /// Held-out sentences evaluated (0: all 1,057).
-        #[serde(default)]
-        eval_examples: usize,
-    },
-    /// A GLUE task from its TSV files.
-    Glue {
-        /// Which task.
-        task: GlueTask,
-        /// The training TSV.
-        train: PathBuf,
-        /// The evaluation TSV (the public dev set).
-        dev: PathBuf,
-        /// Longest input in tokens.
-        #[serde(default = "defaults::max_len_classification")]
-        max_len: usize,
-        /// Training examples used (0: all).
-        #[serde(default)]
-        train_examples: usize,
-        /// Evaluation examples used (0: all).
-        #[serde(default)]
-        eval_examples: usize,
-    },
-    /// Extractive span QA on SQuAD v1.1 JSON (by default the `squad-dev` asset, split by
-    /// article into training and held-out questions).
-    Squad {
-        /// A SQuAD v1.1 JSON file (default: the SQuAD dev set asset).
-        #[serde(default)]
-        path: Option<PathBuf>,
-        /// Tokens per window (question + context part).
-        #[serde(default = "defaults::max_len_qa")]
-        max_len: usize,
-        /// Overlap of consecutive context windows, in tokens.
-        #[serde(default = "defaults::doc_stride")]
-        doc_stride: usize,
-        /// Fraction of the articles held out.
-        #[serde(default = "defaults::held_out_fraction")]
-        held_out_fraction: f64,
-        /// Training questions used (0: all).
-        #[serde(default)]
-        train_examples: usize,
-        /// Held-out questions evaluated (0: all).
-        #[serde(default = "defaults::eval_examples_generation")]
-        eval_examples: usize,
-    },
-    /// Chat answers from the chatterbot corpus (the `chatterbot` asset): question → answer.
-    Chatterbot {
-        /// Longest prompt + response in tokens.
-        #[serde(default = "defaults::max_len_generation")]
-        max_len: usize,
-        /// Pairs held out for evaluation (generated and scored with ROUGE).
-        #[serde(default = "defaults::eval_examples_generation")]
-        eval_examples: usize,
-        /// Training pairs used (0: all the others).
-        #[serde(default)]
-        train_examples: usize,
-    },
-    /// Instruction following from Alpaca / CodeAlpaca JSON or Dolly JSONL, scored with ROUGE
-    /// (ROUGE-2 recall is the reference's Alpaca/Dolly metric).
-    Instruction {
-        /// The file's format.
-        format: InstructionFormat,
-        /// The file.
-        path: PathBuf,
-        /// Longest prompt + response in tokens.
-        #[serde(default = "defaults::max_len_instruction")]
-        max_len: usize,
-        /// Records held out for evaluation.
-        #[serde(default = "defaults::eval_examples_generation")]
-        eval_examples: usize,
-        /// Training records used (0: all the others).
-        #[serde(default)]
-        train_examples: usize,
-    },
-    /// Math word problems (GSM8K JSONL or a MATH directory), scored by final-answer accuracy.
-    Math {
-        /// The dataset's format.
-        format: MathFormat,
-        /// The JSONL file (GSM8K) or directory of problem files (MATH).
-        path: PathBuf,
-        /// Longest prompt + response in tokens.
-        #[serde(default = "defaults::max_len_instruction")]
-        max_len: usize,
-        /// Problems held out for evaluation.
-        #[serde(default = "defaults::eval_examples_generation")]
-        eval_examples: usize,
-        /// Training problems used (0: all the others).
-        #[serde(default)]
-        train_examples: usize,
-    },
-    /// Next-word prediction on Lambada passages (plain text, one per line), scored by the
-    /// accuracy of the first generated word.
-    Lambada {
-        /// The text file.
-        path: PathBuf,
-        /// Longest passage in tokens.
-        #[serde(default = "defaults::max_len_instruction")]
-        max_len: usize,
-        /// Passages held out for evaluation.
-        #[serde(default = "defaults::eval_examples_generation")]
-        eval_examples: usize,
-        /// Training passages used (0: all the others).
-        #[serde(default)]
-        train_examples: usize,
-    },
-    /// Data-to-text (E2E NLG, the `e2e-nlg` asset): meaning representation → description.
-    E2e {
-        /// Longest prompt + response in tokens.
-        #[serde(default = "defaults::max_len_generation")]
-        max_len: usize,
-        /// Records held out for evaluation.
-        #[serde(default = "defaults::eval_examples_generation")]
-        eval_examples: usize,
-        /// Training records used (0: all the others).
-        #[serde(default)]
-        train_examples: usize,
-    },
-}
-
-/// Instruction file formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InstructionFormat {
-    /// Stanford Alpaca JSON.
-    Alpaca,
-    /// CodeAlpaca JSON (Alpaca's layout).
-    CodeAlpaca,
-    /// Databricks Dolly JSONL.
-    Dolly,
-}
-
-/// Math dataset formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MathFormat {
-    /// GSM8K JSONL.
-    Gsm8k,
-    /// Hendrycks MATH directory.
-    Math,
-}
-
-mod defaults {
-    pub fn max_len_instruction() -> usize {
-        256
-    }
-    pub fn max_len_classification() -> usize {
-        64
-    }
-    pub fn max_len_generation() -> usize {
-        96
-    }
-    pub fn eval_examples_generation() -> usize {
-        20
-    }
-    pub fn max_len_qa() -> usize {
-        192
-    }
-    pub fn doc_stride() -> usize {
-        64
-    }
-    pub fn held_out_fraction() -> f64 {
-        0.2
-    }
-}
-
-impl TaskConfig {
-    /// The task's name in records.
-    pub fn name(&self) -> String {
-        match self {
-            TaskConfig::Sentiment { .. } => "sentiment".into(),
-            TaskConfig::Glue { task, .. } => format!(
-                "glue-{}",
-                serde_json::to_value(task)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            ),
-            TaskConfig::Squad { .. } => "squad".into(),
-            TaskConfig::Instruction { format, .. } => format!("{format:?}").to_lowercase(),
-            TaskConfig::Math { format, .. } => format!("{format:?}").to_lowercase(),
-            TaskConfig::Lambada { .. } => "lambada".into(),
-            TaskConfig::Chatterbot { .. } => "chatterbot".into(),
-            TaskConfig::E2e { .. } => "e2e".into(),
-        }
-    }
-
-    /// Whether the task generates text (a causal LM is needed).
-    pub fn is_generation(&self) -> bool {
-        matches!(
-            self,
-            TaskConfig::Chatterbot { .. }
-                | TaskConfig::E2e { .. }
-                | TaskConfig::Instruction { .. }
-                | TaskConfig::Math { .. }
-                | TaskConfig::Lambada { .. }
-        )
-    }
-
-    fn max_len(&self) -> usize {
-        match self {
-            TaskConfig::Sentiment { max_len, .. }
-            | TaskConfig::Glue { max_len, .. }
-            | TaskConfig::Squad { max_len, .. }
-            | TaskConfig::Instruction { max_len, .. }
-            | TaskConfig::Math { max_len, .. }
-            | TaskConfig::Lambada { max_len, .. }
-            | TaskConfig::Chatterbot { max_len, .. }
-            | TaskConfig::E2e { max_len, .. } => *max_len,
-        }
-    }
 }
 
 /// Where results go.
@@ -434,6 +165,15 @@ pub enum ConfigError {
         /// What is wrong.
         detail: String,
     },
+}
+
+impl From<TrainError> for ConfigError {
+    fn from(e: TrainError) -> Self {
+        match e {
+            TrainError::Invalid { key, detail } => ConfigError::Invalid { key, detail },
+            other => ConfigError::invalid("split", other.to_string()),
+        }
+    }
 }
 
 impl ConfigError {
@@ -594,22 +334,10 @@ impl RunConfig {
                 "defenses act between parties: set split.partition",
             ));
         }
-        if self.task.max_len() < 8 {
-            return Err(ConfigError::invalid(
-                "task.max_len",
-                format!("{} is too short (at least 8)", self.task.max_len()),
-            ));
-        }
-        if let TaskConfig::Squad {
-            held_out_fraction, ..
-        } = &self.task
-            && !(*held_out_fraction > 0.0 && *held_out_fraction < 1.0)
-        {
-            return Err(ConfigError::invalid(
-                "task.held_out_fraction",
-                format!("{held_out_fraction} is not in (0, 1)"),
-            ));
-        }
+        self.task.validate().map_err(|e| match e {
+            splitlm_tasks::TaskError::Setting { key, detail } => ConfigError::invalid(key, detail),
+            other => ConfigError::invalid("task", other.to_string()),
+        })?;
         if self.model.source.trim().is_empty() {
             return Err(ConfigError::invalid("model.source", "is empty"));
         }
@@ -619,6 +347,17 @@ impl RunConfig {
     /// The run's name for records.
     pub fn run_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| self.task.name())
+    }
+
+    /// What `splitlm-train` needs to build this run's learner.
+    pub fn setup(&self) -> Setup<'_> {
+        Setup {
+            split: &self.split,
+            finetune: &self.finetune,
+            optimizer: &self.optimizer,
+            defenses: &self.defenses,
+            seed: self.train.seed,
+        }
     }
 }
 

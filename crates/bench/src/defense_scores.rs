@@ -1,5 +1,5 @@
-//! Defense scores (DESIGN.md §1.6, after VFLAIR-LLM): how far a defended run is from the ideal
-//! of no attack success and no loss of main-task performance.
+//! Defense scores (after VFLAIR-LLM; docs/ARCHITECTURE.md, "Scores"): how far a defended run
+//! is from the ideal of no attack success and no loss of main-task performance.
 
 /// The defense capability score of one (defense, attack) pair:
 /// `1 / (1 + √((1−β)·ΔAP² + β·ΔMP²))` with `ΔAP = max(AP, 0)` and

@@ -3,16 +3,16 @@
 //!
 //! An experiment is every record of one run name. For each defense setting the latest
 //! training run counts, with the attacks mounted on it (tied by `run_id`); the DCS of a
-//! setting compares its MP with the latest undefended run's (DESIGN.md §1.6).
+//! setting compares its MP with the latest undefended run's (docs/ARCHITECTURE.md, "Scores").
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use plotters::prelude::*;
-use serde_json::Value;
 
-use crate::scores::{c_dcs, dcs, t_dcs};
+use crate::defense_scores::{c_dcs, dcs, t_dcs};
+use crate::records::{Record, TrainRecord};
 
 /// The weight of MP loss against attack success in the DCS (the reference's β).
 pub const BETA: f64 = 0.5;
@@ -60,29 +60,21 @@ pub struct Report {
     pub rows: Vec<Row>,
 }
 
-fn text(record: &Value, key: &str) -> String {
-    match &record[key] {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 /// Builds the report of `experiment` (default: the experiment of the last training record).
-pub fn build(records: &[Value], experiment: Option<&str>) -> Result<Report> {
-    let trains: Vec<&Value> = records.iter().filter(|r| r["job"] == "train").collect();
+pub fn build(records: &[Record], experiment: Option<&str>) -> Result<Report> {
+    let trains: Vec<&TrainRecord> = records.iter().filter_map(Record::as_train).collect();
     let experiment = match experiment {
         Some(name) => name.to_string(),
-        None => trains
-            .last()
-            .map(|r| text(r, "name"))
-            .context("the records hold no training run")?,
+        None => match trains.last() {
+            Some(r) => r.setting.name.clone(),
+            None => bail!("the records hold no training run"),
+        },
     };
     // The latest training run of each defense setting, in order of first appearance.
     let mut order: Vec<String> = Vec::new();
-    let mut latest: BTreeMap<String, &Value> = BTreeMap::new();
-    for record in trains.iter().filter(|r| text(r, "name") == experiment) {
-        let setting = text(record, "defense_setting");
+    let mut latest: BTreeMap<String, &TrainRecord> = BTreeMap::new();
+    for record in trains.iter().filter(|r| r.setting.name == experiment) {
+        let setting = record.setting.defense_setting.clone();
         if !latest.contains_key(&setting) {
             order.push(setting.clone());
         }
@@ -91,30 +83,28 @@ pub fn build(records: &[Value], experiment: Option<&str>) -> Result<Report> {
     if order.is_empty() {
         bail!("no training run named \"{experiment}\" in the records");
     }
-    let undefended = |r: &Value| r["defenses"].as_array().is_none_or(|d| d.is_empty());
+    let undefended = |r: &TrainRecord| r.setting.defenses.is_empty();
     let baseline_mp = order
         .iter()
         .map(|s| latest[s])
         .rfind(|r| undefended(r))
-        .and_then(|r| r["mp"].as_f64());
+        .map(|r| r.mp);
     let mut rows = Vec::new();
     for setting in order {
         let train = latest[&setting];
-        let mp = train["mp"]
-            .as_f64()
-            .with_context(|| format!("setting \"{setting}\": the record has no numeric mp"))?;
-        let run_id = &train["run_id"];
+        let mp = train.mp;
+        if !mp.is_finite() {
+            bail!("setting \"{setting}\": the record's mp is {mp}");
+        }
         let attacks: Vec<AttackCell> = records
             .iter()
-            .filter(|r| r["job"] == "attack" && !run_id.is_null() && &r["run_id"] == run_id)
-            .map(|r| {
-                let ap = r["ap"].as_f64().unwrap_or(f64::NAN);
-                AttackCell {
-                    name: text(&r["attack"], "name"),
-                    kind: text(&r["attack"], "kind"),
-                    ap,
-                    dcs: baseline_mp.map(|base| dcs(ap, mp, base, BETA)),
-                }
+            .filter_map(Record::as_attack)
+            .filter(|r| !train.run_id.is_empty() && r.run_id == train.run_id)
+            .map(|r| AttackCell {
+                name: r.attack.name.clone(),
+                kind: r.attack.kind.name().to_string(),
+                ap: r.ap,
+                dcs: baseline_mp.map(|base| dcs(r.ap, mp, base, BETA)),
             })
             .collect();
         let mut by_kind: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -132,7 +122,7 @@ pub fn build(records: &[Value], experiment: Option<&str>) -> Result<Report> {
             undefended: undefended(train),
             setting,
             mp,
-            metric: text(&train["after"], "metric"),
+            metric: train.after.metric.clone(),
             attacks,
             c_dcs: c_dcs(&weighted),
             t_dcs,
@@ -248,13 +238,14 @@ impl Report {
             bail!("no attack records to plot for \"{}\"", self.experiment);
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
         }
         let partial = path.with_extension("svg.partial");
         self.draw(&partial, &names)
-            .with_context(|| format!("drawing {}", partial.display()))?;
+            .map_err(|e| anyhow::anyhow!("drawing {}: {e:#}", partial.display()))?;
         std::fs::rename(&partial, path)
-            .with_context(|| format!("moving the plot to {}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("moving the plot to {}: {e}", path.display()))?;
         Ok(())
     }
 
@@ -358,21 +349,25 @@ fn drawing(e: impl std::fmt::Display) -> anyhow::Error {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
-    fn train(run: &str, setting: &str, defenses: Value, mp: f64) -> Value {
-        json!({"job": "train", "name": "exp", "run_id": run, "defense_setting": setting,
-               "defenses": defenses, "mp": mp, "after": {"metric": "accuracy"}})
+    fn record(value: Value) -> Record {
+        serde_json::from_value(value).unwrap()
     }
 
-    fn attack(run: &str, name: &str, kind: &str, ap: f64) -> Value {
-        json!({"job": "attack", "name": "exp", "run_id": run, "ap": ap,
-               "attack": {"name": name, "kind": kind}})
+    fn train(run: &str, setting: &str, defenses: Value, mp: f64) -> Record {
+        record(json!({"job": "train", "name": "exp", "run_id": run, "defense_setting": setting,
+               "defenses": defenses, "mp": mp, "after": {"metric": "accuracy"}}))
     }
 
-    fn records() -> Vec<Value> {
+    fn attack(run: &str, name: &str, kind: &str, ap: f64) -> Record {
+        record(json!({"job": "attack", "name": "exp", "run_id": run, "ap": ap,
+               "attack": {"name": name, "kind": kind}}))
+    }
+
+    fn records() -> Vec<Record> {
         vec![
             // An older undefended run, superseded by the later one.
             train("0", "none", json!([]), 0.5),
@@ -380,10 +375,15 @@ mod tests {
             train("1", "none", json!([]), 0.8),
             attack("1", "vmi", "inversion", 1.0),
             attack("1", "rwi", "inversion", 0.8),
-            train("2", "dp", json!([{"kind": "laplace_dp"}]), 0.7),
+            train(
+                "2",
+                "dp",
+                json!([{"kind": "laplace_dp", "epsilon": 5.0, "sensitivity": 1.0, "target": "activations"}]),
+                0.7,
+            ),
             attack("2", "vmi", "inversion", 0.2),
             attack("2", "rwi", "inversion", 0.4),
-            json!({"job": "train", "name": "other", "run_id": "3", "mp": 0.1}),
+            record(json!({"job": "train", "name": "other", "run_id": "3", "mp": 0.1})),
         ]
     }
 

@@ -1,4 +1,4 @@
-//! Task metrics with the definitions of their references (scikit-learn, SciPy).
+//! Scores of predicted labels and values, with the definitions of their references (scikit-learn, SciPy).
 
 /// Fraction of predictions equal to the labels.
 pub fn accuracy(predictions: &[usize], labels: &[usize]) -> f64 {

@@ -1,29 +1,29 @@
 //! A configured task's data, ready to train on and to score: labelled texts for classifiers,
-//! prompt/response pairs for generation.
+//! windows of questions for span QA, prompt/response pairs for generation.
 
-use anyhow::{Context, Result};
 use splitlm_assets::Asset;
+use splitlm_metrics::labels;
 use splitlm_nn::TaskHead;
 use splitlm_nn::batch::PaddingSide;
 use splitlm_nn::generate::Sampling;
-use splitlm_tasks::dataset::{Example, Target, train_test_split};
-use splitlm_tasks::formats;
-use splitlm_tasks::formats::{SquadQuestion, read_squad_json};
-use splitlm_tasks::lm::{LmEncoder, PromptPairs};
-use splitlm_tasks::prompt::{PromptPair, alpaca_pair, chatml_pair};
-use splitlm_tasks::span_qa::{
-    QaEncoder, QaFeature, QaFeatures, SpanDecoding, decode_answers, span_logits,
-};
-use splitlm_tasks::text_metrics::{RougeScores, final_answer_accuracy, rouge, squad_evaluate};
-use splitlm_tasks::train::{LabelledTexts, Learner, TrainingSet, evaluate_classification};
-use splitlm_tasks::{Encoder, metrics, sentiment};
+use tokenizers::Tokenizer;
 
 use crate::config::{InstructionFormat, MathFormat, TaskConfig};
-use crate::session::Model;
+use crate::dataset::{Example, Target, train_test_split};
+use crate::error::TaskError;
+use crate::formats::{self, SquadQuestion, read_squad_json};
+use crate::lm::{LmEncoder, PromptPairs};
+use crate::predictor::{LabelledTexts, Predictor, TrainingSet, evaluate_classification};
+use crate::prompt::{PromptPair, Template, stop_ids};
+use crate::span_qa::{QaEncoder, QaFeature, QaFeatures, SpanDecoding, decode_answers, span_logits};
+use crate::text_metrics::{RougeScores, final_answer_accuracy, rouge, squad_evaluate};
+use crate::{Encoder, sentiment};
 
-/// Held-out scores: named values and the one that early stopping and MP use.
+type Result<T> = std::result::Result<T, TaskError>;
+
+/// A task's held-out scores: named values and the one that early stopping and MP use.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Scores {
+pub struct TaskScores {
     /// The main metric's name.
     pub metric: &'static str,
     /// Its value (higher is better).
@@ -96,9 +96,9 @@ fn cap<T>(mut items: Vec<T>, n: usize) -> Vec<T> {
 }
 
 impl TaskData {
-    /// Loads the data of `task` (fetching demo assets when needed), tokenized for `model`;
-    /// `seed` fixes splits.
-    pub fn load(task: &TaskConfig, model: &Model, seed: u64) -> Result<Self> {
+    /// Loads the data of `task` (fetching demo assets when needed), tokenized with the model's
+    /// `tokenizer`; `seed` fixes splits.
+    pub fn load(task: &TaskConfig, tokenizer: &Tokenizer, seed: u64) -> Result<Self> {
         match task {
             TaskConfig::Sentiment {
                 max_len,
@@ -110,7 +110,7 @@ impl TaskData {
                     sentiment::binary_split(&splitlm_assets::movie_reviews(), 0.1, seed)?;
                 Ok(TaskData::Labelled {
                     encoder: Encoder::new(
-                        model.checkpoint.tokenizer()?,
+                        tokenizer.clone(),
                         *max_len,
                         PaddingSide::Right,
                     )?,
@@ -127,145 +127,16 @@ impl TaskData {
                 train_examples,
                 eval_examples,
             } => Ok(TaskData::Labelled {
-                encoder: Encoder::new(model.checkpoint.tokenizer()?, *max_len, PaddingSide::Right)?,
+                encoder: Encoder::new(tokenizer.clone(), *max_len, PaddingSide::Right)?,
                 train: cap(
-                    splitlm_tasks::dataset::shuffled(&task.load(train)?, seed),
+                    crate::dataset::shuffled(&task.load(train)?, seed),
                     *train_examples,
                 ),
                 eval: cap(task.load(dev)?, *eval_examples),
                 num_labels: task.num_labels(),
             }),
-            TaskConfig::Squad {
-                path,
-                max_len,
-                doc_stride,
-                held_out_fraction,
-                train_examples,
-                eval_examples,
-            } => {
-                let path = match path {
-                    Some(path) => path.clone(),
-                    None => {
-                        splitlm_assets::ensure(Asset::SquadDev)?;
-                        splitlm_assets::squad_dev()
-                    }
-                };
-                let questions = read_squad_json(&path)?;
-                // Held-out articles, so no context is seen in training.
-                let mut titles: Vec<&str> = questions.iter().map(|q| q.title.as_str()).collect();
-                titles.dedup();
-                let (_, held_out) = train_test_split(&titles, *held_out_fraction, seed);
-                let (eval, train): (Vec<SquadQuestion>, Vec<SquadQuestion>) = questions
-                    .iter()
-                    .cloned()
-                    .partition(|q| held_out.contains(&q.title.as_str()));
-                let encoder = QaEncoder::new(model.checkpoint.tokenizer()?, *max_len, *doc_stride)?;
-                let train = cap(
-                    splitlm_tasks::dataset::shuffled(&train, seed),
-                    *train_examples,
-                );
-                let eval = cap(eval, *eval_examples);
-                Ok(TaskData::Spans {
-                    train: encoder.features(&train)?,
-                    eval_features: encoder.features(&eval)?,
-                    eval,
-                    encoder,
-                })
-            }
-            TaskConfig::Chatterbot {
-                max_len,
-                eval_examples,
-                train_examples,
-            } => {
-                splitlm_assets::ensure(Asset::Chatterbot)?;
-                let conversations =
-                    splitlm_tasks::chatterbot::read_dir(&splitlm_assets::chatterbot_english())?;
-                let pairs: Vec<(String, String)> =
-                    splitlm_tasks::chatterbot::qa_pairs(&conversations)
-                        .into_iter()
-                        .map(|p| (p.question, p.answer))
-                        .collect();
-                let setup = Generation::chat(model, *max_len, TextMetric::Rouge)?;
-                setup.split(pairs, *eval_examples, *train_examples, seed)
-            }
-            TaskConfig::E2e {
-                max_len,
-                eval_examples,
-                train_examples,
-            } => {
-                splitlm_assets::ensure(Asset::E2eNlg)?;
-                let records = splitlm_tasks::e2e::read_examples(&splitlm_assets::e2e_nlg())?;
-                let pairs = records
-                    .into_iter()
-                    .filter_map(|r| {
-                        let target = r.targets.first()?.clone();
-                        Some((format!("Describe this restaurant: {}", r.input), target))
-                    })
-                    .collect();
-                let setup = Generation::chat(model, *max_len, TextMetric::Rouge)?;
-                setup.split(pairs, *eval_examples, *train_examples, seed)
-            }
-            TaskConfig::Instruction {
-                format,
-                path,
-                max_len,
-                eval_examples,
-                train_examples,
-            } => {
-                let records = match format {
-                    InstructionFormat::Alpaca => formats::read_alpaca_json(path)?,
-                    InstructionFormat::CodeAlpaca => formats::read_code_alpaca_json(path)?,
-                    InstructionFormat::Dolly => formats::read_dolly_jsonl(path)?,
-                };
-                let setup = Generation::chat(model, *max_len, TextMetric::Rouge2Recall)?;
-                let pairs = records.iter().map(|r| setup.instruction(r)).collect();
-                setup.split_pairs(pairs, *eval_examples, *train_examples, seed)
-            }
-            TaskConfig::Math {
-                format,
-                path,
-                max_len,
-                eval_examples,
-                train_examples,
-            } => {
-                let problems = match format {
-                    MathFormat::Gsm8k => formats::read_gsm8k_jsonl(path)?,
-                    MathFormat::Math => formats::read_math_dir(path)?,
-                };
-                let setup = Generation::chat(model, *max_len, TextMetric::FinalAnswer)?;
-                // Trained on the worked solution stated to end in "The answer is …"; scored
-                // on the final answer.
-                let pairs = problems
-                    .iter()
-                    .map(|p| {
-                        setup.instruction(&formats::Instruction {
-                            instruction: p.problem.clone(),
-                            input: String::new(),
-                            output: format!("{}\nThe answer is {}", p.solution, p.answer),
-                        })
-                    })
-                    .collect();
-                let references = problems.iter().map(|p| p.answer.clone()).collect();
-                setup.split_scored(pairs, references, *eval_examples, *train_examples, seed)
-            }
-            TaskConfig::Lambada {
-                path,
-                max_len,
-                eval_examples,
-                train_examples,
-            } => {
-                let passages = formats::read_lambada_text(path)?;
-                let setup = Generation::plain(model, *max_len, TextMetric::NextWord)?;
-                let pairs = passages
-                    .iter()
-                    .map(|p| PromptPair {
-                        prompt: p.context.clone(),
-                        response: format!(" {}", p.target),
-                    })
-                    .collect();
-                let references = passages.iter().map(|p| p.target.clone()).collect();
-                setup.split_scored(pairs, references, *eval_examples, *train_examples, seed)
-            }
+            TaskConfig::Squad { .. } => squad_data(task, tokenizer, seed),
+            _ => generation_data(task, tokenizer, seed),
         }
     }
 
@@ -307,19 +178,19 @@ impl TaskData {
         }
     }
 
-    /// Scores `learner` on the held-out set (generation tasks decode with `sampling`, its
-    /// stop tokens extended with the template's).
-    pub fn evaluate(&self, learner: &mut dyn Learner, sampling: &Sampling) -> Result<Scores> {
+    /// Scores `model` on the held-out set (generation tasks decode with `sampling`, its stop
+    /// tokens extended with the tokenizer's end markers).
+    pub fn evaluate(&self, model: &mut dyn Predictor, sampling: &Sampling) -> Result<TaskScores> {
         match self {
             TaskData::Labelled {
                 encoder,
                 eval,
                 num_labels: 1,
                 ..
-            } => evaluate_regression(learner, encoder, eval),
+            } => evaluate_regression(model, encoder, eval),
             TaskData::Labelled { encoder, eval, .. } => {
-                let s = evaluate_classification(learner, encoder, eval, 64)?;
-                Ok(Scores {
+                let s = evaluate_classification(model, encoder, eval, 64)?;
+                Ok(TaskScores {
                     metric: "accuracy",
                     value: s.accuracy,
                     all: vec![("accuracy", s.accuracy), ("f1", s.f1), ("mcc", s.mcc)],
@@ -333,7 +204,7 @@ impl TaskData {
                 eval_features,
                 ..
             } => {
-                let logits = span_logits(learner, encoder, eval_features, 32)?;
+                let logits = span_logits(model, encoder, eval_features, 32)?;
                 let answers =
                     decode_answers(eval, eval_features, &logits, &SpanDecoding::default());
                 let scores = squad_evaluate(eval, &answers);
@@ -349,7 +220,7 @@ impl TaskData {
                         (truth, answers[&q.id].clone())
                     })
                     .collect();
-                Ok(Scores {
+                Ok(TaskScores {
                     metric: "f1",
                     value: scores.f1,
                     all: vec![("exact_match", scores.exact_match), ("f1", scores.f1)],
@@ -369,8 +240,8 @@ impl TaskData {
                 let mut pairs = Vec::with_capacity(eval.len());
                 for (pair, reference) in eval {
                     let prompt = encoder.ids(&pair.prompt)?;
-                    let generated = learner.generate(&prompt, &sampling)?;
-                    let text = encoder.decode(&generated.generation.tokens)?;
+                    let generated = model.generate(&prompt, &sampling)?;
+                    let text = encoder.decode(&generated.tokens)?;
                     pairs.push((reference.clone(), text));
                 }
                 Ok(score_texts(*metric, pairs))
@@ -379,47 +250,177 @@ impl TaskData {
     }
 }
 
+/// Extractive QA: SQuAD questions split by article, cut into windows.
+fn squad_data(task: &TaskConfig, tokenizer: &Tokenizer, seed: u64) -> Result<TaskData> {
+    match task {
+            TaskConfig::Squad {
+                path,
+                max_len,
+                doc_stride,
+                held_out_fraction,
+                train_examples,
+                eval_examples,
+            } => {
+                let path = match path {
+                    Some(path) => path.clone(),
+                    None => {
+                        splitlm_assets::ensure(Asset::SquadDev)?;
+                        splitlm_assets::squad_dev()
+                    }
+                };
+                let questions = read_squad_json(&path)?;
+                // Held-out articles, so no context is seen in training.
+                let mut titles: Vec<&str> = questions.iter().map(|q| q.title.as_str()).collect();
+                titles.dedup();
+                let (_, held_out) = train_test_split(&titles, *held_out_fraction, seed);
+                let (eval, train): (Vec<SquadQuestion>, Vec<SquadQuestion>) = questions
+                    .iter()
+                    .cloned()
+                    .partition(|q| held_out.contains(&q.title.as_str()));
+                let encoder = QaEncoder::new(tokenizer.clone(), *max_len, *doc_stride)?;
+                let train = cap(
+                    crate::dataset::shuffled(&train, seed),
+                    *train_examples,
+                );
+                let eval = cap(eval, *eval_examples);
+                Ok(TaskData::Spans {
+                    train: encoder.features(&train)?,
+                    eval_features: encoder.features(&eval)?,
+                    eval,
+                    encoder,
+                })
+            }
+        _ => unreachable!("called for squad tasks only"),
+    }
+}
+
+/// Prompt → response tasks in the template of the model's tokenizer.
+fn generation_data(task: &TaskConfig, tokenizer: &Tokenizer, seed: u64) -> Result<TaskData> {
+    match task {
+            TaskConfig::Chatterbot {
+                max_len,
+                eval_examples,
+                train_examples,
+            } => {
+                splitlm_assets::ensure(Asset::Chatterbot)?;
+                let conversations =
+                    crate::chatterbot::read_dir(&splitlm_assets::chatterbot_english())?;
+                let pairs: Vec<(String, String)> =
+                    crate::chatterbot::qa_pairs(&conversations)
+                        .into_iter()
+                        .map(|p| (p.question, p.answer))
+                        .collect();
+                let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::Rouge)?;
+                setup.split(pairs, *eval_examples, *train_examples, seed)
+            }
+            TaskConfig::E2e {
+                max_len,
+                eval_examples,
+                train_examples,
+            } => {
+                splitlm_assets::ensure(Asset::E2eNlg)?;
+                let records = crate::e2e::read_examples(&splitlm_assets::e2e_nlg())?;
+                let pairs = records
+                    .into_iter()
+                    .filter_map(|r| {
+                        let target = r.targets.first()?.clone();
+                        Some((format!("Describe this restaurant: {}", r.input), target))
+                    })
+                    .collect();
+                let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::Rouge)?;
+                setup.split(pairs, *eval_examples, *train_examples, seed)
+            }
+            TaskConfig::Instruction {
+                format,
+                path,
+                max_len,
+                eval_examples,
+                train_examples,
+            } => {
+                let records = match format {
+                    InstructionFormat::Alpaca => formats::read_alpaca_json(path)?,
+                    InstructionFormat::CodeAlpaca => formats::read_code_alpaca_json(path)?,
+                    InstructionFormat::Dolly => formats::read_dolly_jsonl(path)?,
+                };
+                let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::Rouge2Recall)?;
+                let pairs = records.iter().map(|r| setup.instruction(r)).collect();
+                setup.split_pairs(pairs, *eval_examples, *train_examples, seed)
+            }
+            TaskConfig::Math {
+                format,
+                path,
+                max_len,
+                eval_examples,
+                train_examples,
+            } => {
+                let problems = match format {
+                    MathFormat::Gsm8k => formats::read_gsm8k_jsonl(path)?,
+                    MathFormat::Math => formats::read_math_dir(path)?,
+                };
+                let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::FinalAnswer)?;
+                // Trained on the worked solution stated to end in "The answer is …"; scored
+                // on the final answer.
+                let pairs = problems
+                    .iter()
+                    .map(|p| {
+                        setup.instruction(&formats::Instruction {
+                            instruction: p.problem.clone(),
+                            input: String::new(),
+                            output: format!("{}\nThe answer is {}", p.solution, p.answer),
+                        })
+                    })
+                    .collect();
+                let references = problems.iter().map(|p| p.answer.clone()).collect();
+                setup.split_scored(pairs, references, *eval_examples, *train_examples, seed)
+            }
+            TaskConfig::Lambada {
+                path,
+                max_len,
+                eval_examples,
+                train_examples,
+            } => {
+                let passages = formats::read_lambada_text(path)?;
+                let setup = GenerationSetup::plain(tokenizer, *max_len, TextMetric::NextWord)?;
+                let pairs = passages
+                    .iter()
+                    .map(|p| PromptPair {
+                        prompt: p.context.clone(),
+                        response: format!(" {}", p.target),
+                    })
+                    .collect();
+                let references = passages.iter().map(|p| p.target.clone()).collect();
+                setup.split_scored(pairs, references, *eval_examples, *train_examples, seed)
+            }
+        TaskConfig::Sentiment { .. } | TaskConfig::Glue { .. } | TaskConfig::Squad { .. } => {
+            unreachable!("called for generation tasks only")
+        }
+    }
+}
+
 /// How a generation task's texts become prompts for a model, and its split.
-struct Generation {
+struct GenerationSetup {
     encoder: LmEncoder,
-    chat: bool,
+    template: Template,
     metric: TextMetric,
 }
 
-impl Generation {
-    /// The model's chat template when its tokenizer has ChatML tokens, else Alpaca's.
-    fn chat(model: &Model, max_len: usize, metric: TextMetric) -> Result<Self> {
-        let encoder = LmEncoder::new(model.checkpoint.tokenizer()?, max_len)?;
-        let chat = encoder.tokenizer().token_to_id("<|im_end|>").is_some();
+impl GenerationSetup {
+    /// Instructions in the template the model's tokenizer was trained with.
+    fn chat(tokenizer: &Tokenizer, max_len: usize, metric: TextMetric) -> Result<Self> {
         Ok(Self {
-            encoder,
-            chat,
+            encoder: LmEncoder::new(tokenizer.clone(), max_len)?,
+            template: Template::of(tokenizer),
             metric,
         })
     }
 
-    /// Text continued as written (no template).
-    fn plain(model: &Model, max_len: usize, metric: TextMetric) -> Result<Self> {
-        Ok(Self {
-            encoder: LmEncoder::new(model.checkpoint.tokenizer()?, max_len)?,
-            chat: false,
-            metric,
-        })
-    }
-
-    fn eos(&self) -> String {
-        ["<|im_end|>", "<|endoftext|>", "</s>"]
-            .iter()
-            .find(|t| self.encoder.tokenizer().token_to_id(t).is_some())
-            .map_or_else(String::new, |t| t.to_string())
+    /// Text continued as written: the pairs are built without a template.
+    fn plain(tokenizer: &Tokenizer, max_len: usize, metric: TextMetric) -> Result<Self> {
+        Self::chat(tokenizer, max_len, metric)
     }
 
     fn instruction(&self, record: &formats::Instruction) -> PromptPair {
-        if self.chat {
-            chatml_pair(None, record)
-        } else {
-            alpaca_pair(record, &self.eos())
-        }
+        self.template.pair(record, self.encoder.tokenizer())
     }
 
     /// Question/answer texts in the template; the answer is also the reference.
@@ -464,7 +465,9 @@ impl Generation {
         train_examples: usize,
         seed: u64,
     ) -> Result<TaskData> {
-        anyhow::ensure!(!pairs.is_empty(), "the dataset holds no examples");
+        if pairs.is_empty() {
+            return Err(TaskError::Config("the dataset holds no examples".into()));
+        }
         let items: Vec<(PromptPair, String)> = pairs.into_iter().zip(references).collect();
         let fraction = (eval_examples.max(1) as f64 / items.len() as f64).min(0.5);
         let (train, eval) = train_test_split(&items, fraction, seed);
@@ -477,10 +480,7 @@ impl Generation {
                 Ok((pair, plain))
             })
             .collect::<Result<Vec<_>>>()?;
-        let stop = ["<|im_end|>", "<|endoftext|>", "</s>"]
-            .iter()
-            .filter_map(|t| self.encoder.tokenizer().token_to_id(t))
-            .collect();
+        let stop = stop_ids(self.encoder.tokenizer());
         Ok(TaskData::Generation {
             encoder: self.encoder,
             train: cap(train.into_iter().map(|(p, _)| p).collect(), train_examples),
@@ -492,7 +492,7 @@ impl Generation {
 }
 
 /// Scores generated texts against references.
-fn score_texts(metric: TextMetric, pairs: Vec<(String, String)>) -> Scores {
+fn score_texts(metric: TextMetric, pairs: Vec<(String, String)>) -> TaskScores {
     let n = pairs.len().max(1) as f64;
     let mut scores = match metric {
         TextMetric::Rouge | TextMetric::Rouge2Recall => {
@@ -504,7 +504,7 @@ fn score_texts(metric: TextMetric, pairs: Vec<(String, String)>) -> Scores {
                 TextMetric::Rouge => ("rouge_l_f1", rouge_l),
                 _ => ("rouge2_recall", rouge2),
             };
-            Scores {
+            TaskScores {
                 metric,
                 value,
                 all: vec![
@@ -521,7 +521,7 @@ fn score_texts(metric: TextMetric, pairs: Vec<(String, String)>) -> Scores {
                 pairs.iter().map(|(r, p)| (r, p)).unzip();
             let accuracy = final_answer_accuracy(&generated, &references)
                 .expect("one reference per generated answer");
-            Scores {
+            TaskScores {
                 metric: "final_answer_accuracy",
                 value: accuracy,
                 all: vec![("final_answer_accuracy", accuracy)],
@@ -542,7 +542,7 @@ fn score_texts(metric: TextMetric, pairs: Vec<(String, String)>) -> Scores {
                 .filter(|(r, p)| !word(r).is_empty() && word(r) == word(p))
                 .count();
             let accuracy = right as f64 / n;
-            Scores {
+            TaskScores {
                 metric: "next_word_accuracy",
                 value: accuracy,
                 all: vec![("next_word_accuracy", accuracy)],
@@ -557,22 +557,22 @@ fn score_texts(metric: TextMetric, pairs: Vec<(String, String)>) -> Scores {
 
 /// Pearson and Spearman correlation of a one-output head's predictions with the scores.
 fn evaluate_regression(
-    learner: &mut dyn Learner,
+    model: &mut dyn Predictor,
     encoder: &Encoder,
     eval: &[Example],
-) -> Result<Scores> {
-    let device = learner.device();
+) -> Result<TaskScores> {
+    let device = model.device();
     let mut predicted = Vec::with_capacity(eval.len());
     for chunk in eval.chunks(64) {
-        let logits = learner
+        let logits = model
             .predict(&encoder.tokens(chunk, &device)?)?
             .class_logits()
-            .context("the model's head does not score")?;
+            .ok_or_else(|| TaskError::Mismatch("the model's head does not score".into()))?;
         predicted.extend(
             logits
                 .into_data()
                 .try_into_vec_as::<f32>()
-                .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))?,
+                .map_err(|e| TaskError::Config(format!("reading predictions: {e:?}")))?,
         );
     }
     let truth: Vec<f32> = eval
@@ -587,9 +587,9 @@ fn evaluate_regression(
         .zip(&truth)
         .map(|(&p, &t)| (p as f64, t as f64))
         .unzip();
-    let pearson = metrics::pearson(&p, &t);
-    let spearman = metrics::spearman(&p, &t);
-    Ok(Scores {
+    let pearson = labels::pearson(&p, &t);
+    let spearman = labels::spearman(&p, &t);
+    Ok(TaskScores {
         metric: "pearson",
         value: pearson,
         all: vec![("pearson", pearson), ("spearman", spearman)],

@@ -1,0 +1,86 @@
+//! Observers on the model party: told of every training step it asks for, never of an
+//! evaluation step.
+
+use std::sync::{Arc, Mutex};
+
+use splitlm_partition::{Partition, Trainability};
+use splitlm_party::{ObserveRequest, ObservedStep, OptimizerConfig, StepObserver};
+use splitlm_protocol::OutputKind;
+
+use crate::common::{Workload, cpu, split};
+
+/// What the test's observer kept of one step.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    session: u64,
+    step: u64,
+    hidden: Vec<usize>,
+    output_kind: OutputKind,
+    weight_gradients: bool,
+    slices: bool,
+}
+
+/// Keeps every training step; the weight gradients and slices of the second one only.
+struct Log(Arc<Mutex<Vec<Seen>>>);
+
+impl StepObserver for Log {
+    fn wants(&self, _session: u64, train_step: u64) -> Option<ObserveRequest> {
+        Some(ObserveRequest {
+            weight_gradients: train_step == 1,
+            slices: train_step == 1,
+        })
+    }
+
+    fn on_train_step(&mut self, step: ObservedStep<'_>) {
+        assert_eq!(step.slice_before.is_some(), step.slice_after.is_some());
+        self.0.lock().unwrap().push(Seen {
+            session: step.session,
+            step: step.step,
+            hidden: step.hidden.shape.clone(),
+            output_kind: step.output_kind,
+            weight_gradients: !step.weight_gradients.is_empty(),
+            slices: step.slice_before.is_some(),
+        });
+    }
+}
+
+#[test]
+fn an_observer_sees_each_training_step_and_no_evaluation_step() {
+    let work = Workload::classify("llama");
+    let mut s = split(
+        &work,
+        Partition::head_body_tail(1, 1),
+        &Trainability::default(),
+        &OptimizerConfig::sgd(0.1),
+        &cpu(),
+        &cpu(),
+    );
+    let log = Arc::new(Mutex::new(Vec::new()));
+    s.model.set_observer(Box::new(Log(log.clone())));
+    let batch = work.batch(&s.data.device());
+    let labels = work.labels(&batch);
+    for _ in 0..3 {
+        s.data.train_step(&batch, &labels).unwrap();
+        s.data.eval_step(&batch).unwrap();
+    }
+    let session = s.data.session();
+    s.data.finish().unwrap();
+    let report = s.server.join().unwrap().unwrap();
+    assert_eq!((report.train_steps, report.eval_steps), (3, 3));
+
+    let [b, t] = batch.dims();
+    let seen = |step, extras| Seen {
+        session,
+        step,
+        hidden: vec![b, t, 32],
+        output_kind: OutputKind::Hidden,
+        weight_gradients: extras,
+        slices: extras,
+    };
+    // Steps 0, 2 and 4 train; 1, 3 and 5 evaluate.
+    assert_eq!(
+        *log.lock().unwrap(),
+        [seen(0, false), seen(2, true), seen(4, false)]
+    );
+    assert!(s.model.observations().is_empty(), "no recorder installed");
+}
