@@ -19,9 +19,9 @@
 //! - [`assets`]: the real demo models, fetched from package registries into a local cache.
 //! - [`attacks`]: what a curious model party infers from what it observed (inversion, labels).
 //! - [`defenses`]: what the data party applies where its tensors cross (DP noise, sparsification).
-//! - [`bench`]: the experiment engine: run configurations, train-then-attack jobs, typed
+//! - [`bench`](mod@bench): the experiment engine: run configurations, train-then-attack jobs, typed
 //!   records, MP / AP / DCS reports and plots, usable from other programs.
-//! - [`cli`]: the `splitlm` command line over [`bench`].
+//! - [`cli`]: the `splitlm` command line over [`bench`](mod@bench).
 
 pub use splitlm_assets as assets;
 pub use splitlm_attacks as attacks;

@@ -307,7 +307,10 @@ mod tests {
             if !spec.is_compiled() {
                 let err = spec.device().unwrap_err();
                 let text = err.to_string();
-                assert!(text.contains(&format!("`{feature}` Cargo feature")), "{text}");
+                assert!(
+                    text.contains(&format!("`{feature}` Cargo feature")),
+                    "{text}"
+                );
                 assert!(text.contains(&format!("`{spec}`")), "{text}");
             }
         }

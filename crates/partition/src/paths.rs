@@ -182,7 +182,11 @@ mod tests {
         let spec = SliceSpec::middle(4, 6);
         for family in Family::ALL {
             let local = format!("{}.blocks.1.query.weight", family.module_name());
-            assert_eq!(global_path(&local, &spec), "blocks.5.query.weight", "{family}");
+            assert_eq!(
+                global_path(&local, &spec),
+                "blocks.5.query.weight",
+                "{family}"
+            );
         }
     }
 }

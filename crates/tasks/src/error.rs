@@ -1,3 +1,5 @@
+//! What can go wrong reading a dataset, scoring a model or loading a task.
+
 use std::path::PathBuf;
 
 /// What can go wrong reading a dataset or running a task.

@@ -3,9 +3,8 @@ use burn::tensor::{Device, Tensor};
 use splitlm_checkpoint::TensorSource;
 use splitlm_nn::transformer::missing_part;
 use splitlm_nn::{
-    FamilyConfig, ModelFamily,
-    AttentionMask, HeadOutput, Hidden, KvCache, ModelError, SliceSpec, TaskHead, TokenBatch,
-    TransformerSlice, Weights,
+    AttentionMask, FamilyConfig, HeadOutput, Hidden, KvCache, ModelError, ModelFamily, SliceSpec,
+    TaskHead, TokenBatch, TransformerSlice, Weights,
 };
 
 use crate::{BertConfig, BertEmbeddings, BertHead, BertLayer};

@@ -5,9 +5,8 @@ use splitlm_checkpoint::{CheckpointError, TensorSource};
 use splitlm_nn::decoder::{DecoderHead, LmHeadWeights, run_causal_blocks};
 use splitlm_nn::transformer::missing_part;
 use splitlm_nn::{
-    FamilyConfig, ModelFamily,
-    HeadOutput, Hidden, KvCache, ModelError, SliceSpec, TaskHead, TokenBatch, TransformerSlice,
-    Weights,
+    FamilyConfig, HeadOutput, Hidden, KvCache, ModelError, ModelFamily, SliceSpec, TaskHead,
+    TokenBatch, TransformerSlice, Weights,
 };
 
 use crate::{Gpt2Block, Gpt2Config};

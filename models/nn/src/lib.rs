@@ -17,6 +17,7 @@ pub mod hf_config;
 pub mod loss;
 pub mod seeded;
 pub mod slice;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod transformer;
 pub mod weights;

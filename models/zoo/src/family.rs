@@ -20,7 +20,10 @@ impl Family {
 
     /// The family whose [`Family::module_name`] is `name`.
     pub fn from_module_name(name: &str) -> Option<Family> {
-        Family::ALL.iter().copied().find(|f| f.module_name() == name)
+        Family::ALL
+            .iter()
+            .copied()
+            .find(|f| f.module_name() == name)
     }
 
     /// Every `model_type` any registered family loads, for error messages.

@@ -1,10 +1,11 @@
 //! Every registered family opens its fixture checkpoint as itself, and Burn names its level of
 //! an `AnyModel` as `Family::module_name` says (what parameter paths are rewritten by).
 
+use std::path::Path;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use splitlm_device::DeviceSpec;
-use splitlm_nn::testing::fixtures_dir;
 use splitlm_nn::{SliceSpec, TaskHead, TransformerSlice};
 use splitlm_zoo::{Checkpoint, Family};
 
@@ -26,7 +27,9 @@ fn each_family_opens_its_fixture_and_names_its_module_level() {
     let device = DeviceSpec::Cpu.device().unwrap();
     for &family in Family::ALL {
         // The fixtures are named after the families.
-        let dir = fixtures_dir().join("models").join(family.name());
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/models")
+            .join(family.name());
         let checkpoint = Checkpoint::open(&dir).unwrap();
         assert_eq!(checkpoint.family(), family);
         let spec = SliceSpec::full(checkpoint.num_layers());
