@@ -27,7 +27,7 @@ use splitlm::nn::{Labels, TaskHead, TokenBatch};
 use splitlm::partition::Partition;
 use splitlm::party::{DataParty, ModelParty, ObservationLimits, PartyOptions, PartySlice};
 use splitlm::protocol::{Limits, WireDType, in_process_pair};
-use splitlm::zoo::Checkpoint;
+use splitlm::zoo::Pretrained;
 
 #[derive(Parser)]
 #[command(about = "Seconds per attacked sample of VMI and RWI against split MiniLM")]
@@ -55,7 +55,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let device = args.device.probe()?.autodiff();
     let dir = common::model_dir(args.model.as_deref())?;
-    let ckpt = Checkpoint::open(&dir)?;
+    let ckpt = Pretrained::open(&dir)?;
     let slices = Partition::head_body_tail(2, 2).slices(ckpt.num_layers())?;
     let frozen =
         |spec| -> Result<PartySlice> { Ok(PartySlice::frozen(ckpt.load(spec, TASK, &device)?)?) };

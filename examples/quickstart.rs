@@ -14,13 +14,13 @@ use burn::tensor::Device;
 use clap::Parser;
 use splitlm::assets::{self, Asset};
 use splitlm::bert::{BertConfig, BertModel};
-use splitlm::checkpoint::{SafetensorsCheckpoint, tokenizer_from_gguf};
 use splitlm::device::DeviceSpec;
 use splitlm::llama::GgufLlamaSource;
 use splitlm::nn::batch::PaddingSide;
 use splitlm::nn::generate::{Sampling, generate};
 use splitlm::nn::head::{l2_normalize, mean_pool};
 use splitlm::nn::{SliceSpec, TaskHead, TokenBatch, TransformerSlice};
+use splitlm::weights::{SafetensorsCheckpoint, tokenizer_from_gguf};
 use tokenizers::Tokenizer;
 
 #[derive(Parser)]

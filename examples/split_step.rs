@@ -25,7 +25,7 @@ use splitlm::nn::{Labels, SliceSpec, TaskHead, TokenBatch, TransformerSlice, los
 use splitlm::partition::{Partition, Trainability};
 use splitlm::party::{DataParty, ModelParty, OptimizerConfig, PartyOptions, PartySlice};
 use splitlm::protocol::{Limits, WireDType, in_process_pair};
-use splitlm::zoo::Checkpoint;
+use splitlm::zoo::Pretrained;
 
 #[derive(Parser)]
 #[command(about = "Split vs unsplit training step of MiniLM")]
@@ -61,7 +61,7 @@ fn main() -> Result<()> {
     let model_spec = args.model_device.unwrap_or(args.device);
     let model_device = model_spec.probe()?.autodiff();
     let dir = common::model_dir(args.model.as_deref())?;
-    let ckpt = Checkpoint::open(&dir)?;
+    let ckpt = Pretrained::open(&dir)?;
     let batch = tokens(&args, &device)?;
     let labels = Labels::Classes(Tensor::<1, Int>::from_data(
         TensorData::new(
@@ -149,7 +149,7 @@ fn tokens(args: &Args, device: &Device) -> Result<TokenBatch> {
     )?)
 }
 
-fn party_slice(ckpt: &Checkpoint, spec: &SliceSpec, device: &Device) -> Result<PartySlice> {
+fn party_slice(ckpt: &Pretrained, spec: &SliceSpec, device: &Device) -> Result<PartySlice> {
     let model = ckpt.load(spec, TASK, device)?;
     Ok(PartySlice::new(
         model,
@@ -173,7 +173,7 @@ fn median_ms(mut step: impl FnMut() -> Result<()>, steps: usize) -> Result<f64> 
 }
 
 fn unsplit(
-    ckpt: &Checkpoint,
+    ckpt: &Pretrained,
     batch: &TokenBatch,
     labels: &Labels,
     device: &Device,
@@ -192,7 +192,7 @@ fn unsplit(
 }
 
 fn split(
-    ckpt: &Checkpoint,
+    ckpt: &Pretrained,
     partition: Partition,
     batch: &TokenBatch,
     labels: &Labels,

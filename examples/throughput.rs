@@ -12,12 +12,12 @@ use burn::tensor::Device;
 use clap::Parser;
 use splitlm::assets::{self, Asset};
 use splitlm::bert::{BertConfig, BertModel};
-use splitlm::checkpoint::SafetensorsCheckpoint;
 use splitlm::device::DeviceSpec;
 use splitlm::llama::GgufLlamaSource;
 use splitlm::nn::batch::PaddingSide;
 use splitlm::nn::generate::{Sampling, generate};
 use splitlm::nn::{SliceSpec, TaskHead, TokenBatch, TransformerSlice};
+use splitlm::weights::SafetensorsCheckpoint;
 
 #[derive(Parser)]
 #[command(about = "Measure forward throughput of MiniLM and SmolLM2")]

@@ -5,7 +5,7 @@
 //! workspace's building blocks for apps that embed them:
 //!
 //! - [`device`]: a party's backend chosen at run time (`cpu`, `wgpu`, `cuda:N`).
-//! - [`checkpoint`]: Hugging Face safetensors and llama.cpp GGUF weights, GGUF tokenizers.
+//! - [`weights`]: readers of Hugging Face safetensors and llama.cpp GGUF weights, GGUF tokenizers.
 //! - [`nn`]: what every model core shares: slices, weight loading, attention, KV caches.
 //! - [`bert`], [`gpt2`], [`llama`]: the model families, each one core addressed by layer range.
 //! - [`partition`]: Head–Tail and Head–Body–Tail cuts into the slices each party holds, and
@@ -27,7 +27,6 @@ pub use splitlm_assets as assets;
 pub use splitlm_attacks as attacks;
 pub use splitlm_bench as bench;
 pub use splitlm_bert as bert;
-pub use splitlm_checkpoint as checkpoint;
 pub use splitlm_cli as cli;
 pub use splitlm_defenses as defenses;
 pub use splitlm_device as device;
@@ -40,4 +39,5 @@ pub use splitlm_party as party;
 pub use splitlm_protocol as protocol;
 pub use splitlm_tasks as tasks;
 pub use splitlm_train as train;
+pub use splitlm_weights as weights;
 pub use splitlm_zoo as zoo;

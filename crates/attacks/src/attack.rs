@@ -116,7 +116,7 @@ pub trait Attack {
 }
 
 /// One attack's settings: one `[[attacks]]` table per attack in a run's TOML. Defaults are the
-/// reference's (DESIGN.md §1.4).
+/// reference's.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AttackConfig {

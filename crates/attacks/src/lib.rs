@@ -1,5 +1,5 @@
-//! Attacks of an honest-but-curious model party (DESIGN.md §1.4). Each works from an
-//! [`AttackerView`]: what the model party recorded of its own traffic
+//! Attacks of an honest-but-curious model party (docs/ARCHITECTURE.md, "Observer hooks"). Each
+//! works from an [`AttackerView`]: what the model party recorded of its own traffic
 //! ([`splitlm_party::ModelParty::observe`]), never the data party's objects.
 //!
 //! Every attack implements [`Attack`] over an explicitly declared [`Prior`]; [`AttackConfig`]

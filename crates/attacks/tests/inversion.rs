@@ -4,14 +4,14 @@
 
 use burn::tensor::Device;
 use splitlm_attacks::{AttackerView, RwiSettings, VmiSettings, rwi, token_precision_recall, vmi};
-use splitlm_defenses::{Defenses, DpNoise, Crossing};
+use splitlm_defenses::{Crossing, Defenses, DpNoise};
 use splitlm_device::DeviceSpec;
 use splitlm_nn::testing::{Fixture, fixtures_dir};
 use splitlm_nn::{Labels, TaskHead, TokenBatch};
 use splitlm_partition::Partition;
 use splitlm_party::{DataParty, ModelParty, ObservationLimits, PartyOptions, PartySlice};
 use splitlm_protocol::{Limits, WireDType, in_process_pair};
-use splitlm_zoo::Checkpoint;
+use splitlm_zoo::Pretrained;
 
 fn cpu() -> Device {
     DeviceSpec::Cpu.device().unwrap().autodiff()
@@ -38,7 +38,7 @@ fn recall_defended(
     defenses: Defenses,
 ) -> f64 {
     let device = cpu();
-    let ckpt = Checkpoint::open(&fixtures_dir().join("models").join(fixture)).unwrap();
+    let ckpt = Pretrained::open(&fixtures_dir().join("models").join(fixture)).unwrap();
     let slices = Partition::head_tail(n_head)
         .slices(ckpt.num_layers())
         .unwrap();

@@ -14,7 +14,7 @@ use splitlm_party::{
 };
 use splitlm_protocol::{Limits, WireDType, in_process_pair};
 use splitlm_tasks::{Encoder, sentiment};
-use splitlm_zoo::Checkpoint;
+use splitlm_zoo::Pretrained;
 
 fn cpu() -> Device {
     DeviceSpec::Cpu.device().unwrap().autodiff()
@@ -31,7 +31,7 @@ fn class_labels(truth: &[usize], device: &Device) -> Labels {
 /// Trains a Head–Tail split of `ckpt` (classifier at the model party) for `steps` steps on
 /// one batch while the model party observes the first `observed`; returns what it saw.
 fn observe_head_tail(
-    ckpt: &Checkpoint,
+    ckpt: &Pretrained,
     task: TaskHead,
     n_head: usize,
     batches: &[(TokenBatch, Labels)],
@@ -86,7 +86,7 @@ fn recovered(config: &AttackConfig, view: &AttackerView, prior: &Prior) -> Vec<u
 #[test]
 fn dls_and_bli_recover_every_label_in_head_tail() {
     let device = cpu();
-    let ckpt = Checkpoint::open(&fixtures_dir().join("models/bert")).unwrap();
+    let ckpt = Pretrained::open(&fixtures_dir().join("models/bert")).unwrap();
     let task = TaskHead::SequenceClassification { num_labels: 3 };
     let fixture = Fixture::open("bert").unwrap();
     let batch = TokenBatch {
@@ -156,7 +156,7 @@ fn ns_separates_the_classes_of_a_binary_task_once_the_model_leans_and_ds_at_once
     let device = cpu();
     let minilm = splitlm_assets::ensure(splitlm_assets::Asset::MiniLm).unwrap();
     splitlm_assets::ensure(splitlm_assets::Asset::Sentiment).unwrap();
-    let ckpt = Checkpoint::open(&minilm).unwrap();
+    let ckpt = Pretrained::open(&minilm).unwrap();
     // Real movie reviews in batches of 16 with 4 positives: the imbalanced binary setting NS
     // was designed against (Li et al. 2022), the attacker declaring that positives are rarer.
     let (train, _) = sentiment::binary_split(&splitlm_assets::movie_reviews(), 0.1, 0).unwrap();

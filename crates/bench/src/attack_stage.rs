@@ -162,4 +162,3 @@ fn prior(
     }
     Ok(prior)
 }
-

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use splitlm_assets::Asset;
-use splitlm_zoo::Checkpoint;
+use splitlm_zoo::Pretrained;
 
 /// An opened pretrained model.
 pub struct OpenedModel {
     /// Its weights and configuration (tensors are read per slice).
-    pub checkpoint: Checkpoint,
+    pub checkpoint: Pretrained,
     /// Where it was read from.
     pub path: PathBuf,
     /// Its name in records: the asset name or the path.
@@ -34,7 +34,7 @@ impl OpenedModel {
             }
             Err(_) => (PathBuf::from(source), source.to_string()),
         };
-        let checkpoint = Checkpoint::open(&path)
+        let checkpoint = Pretrained::open(&path)
             .with_context(|| format!("model.source = \"{source}\" ({})", path.display()))?;
         Ok(Self {
             checkpoint,

@@ -358,13 +358,17 @@ mod tests {
     }
 
     fn train(run: &str, setting: &str, defenses: Value, mp: f64) -> Record {
-        record(json!({"job": "train", "name": "exp", "run_id": run, "defense_setting": setting,
-               "defenses": defenses, "mp": mp, "after": {"metric": "accuracy"}}))
+        record(
+            json!({"job": "train", "name": "exp", "run_id": run, "defense_setting": setting,
+               "defenses": defenses, "mp": mp, "after": {"metric": "accuracy"}}),
+        )
     }
 
     fn attack(run: &str, name: &str, kind: &str, ap: f64) -> Record {
-        record(json!({"job": "attack", "name": "exp", "run_id": run, "ap": ap,
-               "attack": {"name": name, "kind": kind}}))
+        record(
+            json!({"job": "attack", "name": "exp", "run_id": run, "ap": ap,
+               "attack": {"name": name, "kind": kind}}),
+        )
     }
 
     fn records() -> Vec<Record> {

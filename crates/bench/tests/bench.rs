@@ -3,8 +3,8 @@
 
 use splitlm_bench::records::{self, Record};
 use splitlm_bench::{Quiet, RunConfig, jobs};
-use splitlm_partition::Partition;
 use splitlm_nn::testing::require_asset;
+use splitlm_partition::Partition;
 
 fn have(asset: splitlm_assets::Asset) -> bool {
     require_asset(asset.name(), splitlm_assets::locate(asset)).is_some()
@@ -50,12 +50,17 @@ fn train_checkpoint_then_eval_restores_the_trained_model() {
 
     let lines = records::read(&records_path).unwrap();
     assert_eq!(lines.len(), 3);
-    let first = lines[0].as_train().expect("the training record comes first");
+    let first = lines[0]
+        .as_train()
+        .expect("the training record comes first");
     assert_eq!(
         first.setting.setting,
         "head-body-tail (n_head = 2, n_tail = 2)"
     );
-    assert_eq!(first.setting.partition, Some(Partition::head_body_tail(2, 2)));
+    assert_eq!(
+        first.setting.partition,
+        Some(Partition::head_body_tail(2, 2))
+    );
 }
 
 #[test]

@@ -98,9 +98,7 @@ fn load(args: &ConfigArgs) -> anyhow::Result<RunConfig> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let table = match cli.command {
-        Command::Train(args) => {
-            jobs::train(&load(&args)?, &mut Terminal::new(args.quiet))?.table
-        }
+        Command::Train(args) => jobs::train(&load(&args)?, &mut Terminal::new(args.quiet))?.table,
         Command::Eval { args, checkpoint } => {
             jobs::evaluate(&load(&args)?, checkpoint.as_deref())?.table
         }

@@ -1,6 +1,6 @@
 //! Defenses as configuration: one `[[defenses]]` table per defense in a run's TOML.
 
-use crate::{Defense, DefenseError, Defenses, DpNoise, Crossing, Mid, Sparsification};
+use crate::{Crossing, Defense, DefenseError, Defenses, DpNoise, Mid, Sparsification};
 
 /// One defense's settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -17,7 +17,7 @@ use burn::tensor::{Gradients, Tensor};
 use splitlm_nn::TokenBatch;
 
 pub use config::DefenseConfig;
-pub use dp::{DpNoise, Crossing, gaussian_sigma};
+pub use dp::{Crossing, DpNoise, gaussian_sigma};
 pub use mid::Mid;
 pub use sparsify::Sparsification;
 

@@ -3,7 +3,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use crate::{Defense, DefenseError, Crossing, HookContext};
+use crate::{Crossing, Defense, DefenseError, HookContext};
 
 /// Keeps the largest magnitudes of each sent tensor.
 pub struct Sparsification {

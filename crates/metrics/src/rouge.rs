@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-
 /// Precision, recall and F-measure of one ROUGE variant.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct RougeScore {

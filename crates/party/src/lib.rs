@@ -6,12 +6,12 @@
 //! device and backend; everything crossing goes through a [`Transport`] as protocol messages,
 //! even in one process.
 //!
-//! One training step (DESIGN.md §1.1): the data party sends the head's activations `H1`; the
-//! model party makes them a leaf, runs its slice and returns its output (`H2`, or the task
-//! head's output in Head–Tail); the data party makes that a leaf, computes the loss, backprops,
-//! updates its tail and returns `∂L/∂output`; the model party backprops it through
-//! `(output · grad).sum()`, updates its slice and returns `∂L/∂H1`; the data party backprops
-//! that into its head and updates it. Evaluation steps send no gradient.
+//! One training step (docs/ARCHITECTURE.md, "A training step"): the data party sends the head's
+//! activations `H1`; the model party makes them a leaf, runs its slice and returns its output
+//! (`H2`, or the task head's output in Head–Tail); the data party makes that a leaf, computes the
+//! loss, backprops, updates its tail and returns `∂L/∂output`; the model party backprops it through
+//! `(output · grad).sum()`, updates its slice and returns `∂L/∂H1`; the data party backprops that
+//! into its head and updates it. Evaluation steps send no gradient.
 //!
 //! Traffic: per training step each cut carries `batch × seq × hidden × dtype bytes` each way.
 //! In Head–Tail with an LM head, the output crossing back is `batch × seq × vocab` logits

@@ -1,6 +1,7 @@
 //! What an honest-but-curious model party can keep of what it legitimately receives: the
-//! activations and masks of training steps and the gradients of its outputs (DESIGN.md §1.4).
-//! Attacks work from these records only; nothing here reaches into the data party.
+//! activations and masks of training steps and the gradients of its outputs (docs/ARCHITECTURE.md,
+//! "Observer hooks"). Attacks work from these records only; nothing here reaches into the data
+//! party.
 //!
 //! The model party tells a [`StepObserver`] of the training steps it serves, as the data party
 //! calls its defenses' hooks; [`Recorder`], the attacker's recording, is one such observer.

@@ -7,8 +7,8 @@ use splitlm_nn::{Labels, TokenBatch};
 use tokenizers::Tokenizer;
 
 use crate::error::TaskError;
-use crate::prompt::PromptPair;
 use crate::predictor::TrainingSet;
+use crate::prompt::PromptPair;
 
 /// Tokenizes prompt/response pairs into right-padded batches of at most `max_len` tokens.
 pub struct LmEncoder {

@@ -106,4 +106,3 @@ pub fn evaluate_classification(
         examples: labels.len(),
     })
 }
-

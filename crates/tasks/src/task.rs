@@ -109,11 +109,7 @@ impl TaskData {
                 let (train, eval) =
                     sentiment::binary_split(&splitlm_assets::movie_reviews(), 0.1, seed)?;
                 Ok(TaskData::Labelled {
-                    encoder: Encoder::new(
-                        tokenizer.clone(),
-                        *max_len,
-                        PaddingSide::Right,
-                    )?,
+                    encoder: Encoder::new(tokenizer.clone(), *max_len, PaddingSide::Right)?,
                     train: cap(train, *train_examples),
                     eval: cap(eval, *eval_examples),
                     num_labels: 2,
@@ -253,43 +249,40 @@ impl TaskData {
 /// Extractive QA: SQuAD questions split by article, cut into windows.
 fn squad_data(task: &TaskConfig, tokenizer: &Tokenizer, seed: u64) -> Result<TaskData> {
     match task {
-            TaskConfig::Squad {
-                path,
-                max_len,
-                doc_stride,
-                held_out_fraction,
-                train_examples,
-                eval_examples,
-            } => {
-                let path = match path {
-                    Some(path) => path.clone(),
-                    None => {
-                        splitlm_assets::ensure(Asset::SquadDev)?;
-                        splitlm_assets::squad_dev()
-                    }
-                };
-                let questions = read_squad_json(&path)?;
-                // Held-out articles, so no context is seen in training.
-                let mut titles: Vec<&str> = questions.iter().map(|q| q.title.as_str()).collect();
-                titles.dedup();
-                let (_, held_out) = train_test_split(&titles, *held_out_fraction, seed);
-                let (eval, train): (Vec<SquadQuestion>, Vec<SquadQuestion>) = questions
-                    .iter()
-                    .cloned()
-                    .partition(|q| held_out.contains(&q.title.as_str()));
-                let encoder = QaEncoder::new(tokenizer.clone(), *max_len, *doc_stride)?;
-                let train = cap(
-                    crate::dataset::shuffled(&train, seed),
-                    *train_examples,
-                );
-                let eval = cap(eval, *eval_examples);
-                Ok(TaskData::Spans {
-                    train: encoder.features(&train)?,
-                    eval_features: encoder.features(&eval)?,
-                    eval,
-                    encoder,
-                })
-            }
+        TaskConfig::Squad {
+            path,
+            max_len,
+            doc_stride,
+            held_out_fraction,
+            train_examples,
+            eval_examples,
+        } => {
+            let path = match path {
+                Some(path) => path.clone(),
+                None => {
+                    splitlm_assets::ensure(Asset::SquadDev)?;
+                    splitlm_assets::squad_dev()
+                }
+            };
+            let questions = read_squad_json(&path)?;
+            // Held-out articles, so no context is seen in training.
+            let mut titles: Vec<&str> = questions.iter().map(|q| q.title.as_str()).collect();
+            titles.dedup();
+            let (_, held_out) = train_test_split(&titles, *held_out_fraction, seed);
+            let (eval, train): (Vec<SquadQuestion>, Vec<SquadQuestion>) = questions
+                .iter()
+                .cloned()
+                .partition(|q| held_out.contains(&q.title.as_str()));
+            let encoder = QaEncoder::new(tokenizer.clone(), *max_len, *doc_stride)?;
+            let train = cap(crate::dataset::shuffled(&train, seed), *train_examples);
+            let eval = cap(eval, *eval_examples);
+            Ok(TaskData::Spans {
+                train: encoder.features(&train)?,
+                eval_features: encoder.features(&eval)?,
+                eval,
+                encoder,
+            })
+        }
         _ => unreachable!("called for squad tasks only"),
     }
 }
@@ -297,100 +290,98 @@ fn squad_data(task: &TaskConfig, tokenizer: &Tokenizer, seed: u64) -> Result<Tas
 /// Prompt → response tasks in the template of the model's tokenizer.
 fn generation_data(task: &TaskConfig, tokenizer: &Tokenizer, seed: u64) -> Result<TaskData> {
     match task {
-            TaskConfig::Chatterbot {
-                max_len,
-                eval_examples,
-                train_examples,
-            } => {
-                splitlm_assets::ensure(Asset::Chatterbot)?;
-                let conversations =
-                    crate::chatterbot::read_dir(&splitlm_assets::chatterbot_english())?;
-                let pairs: Vec<(String, String)> =
-                    crate::chatterbot::qa_pairs(&conversations)
-                        .into_iter()
-                        .map(|p| (p.question, p.answer))
-                        .collect();
-                let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::Rouge)?;
-                setup.split(pairs, *eval_examples, *train_examples, seed)
-            }
-            TaskConfig::E2e {
-                max_len,
-                eval_examples,
-                train_examples,
-            } => {
-                splitlm_assets::ensure(Asset::E2eNlg)?;
-                let records = crate::e2e::read_examples(&splitlm_assets::e2e_nlg())?;
-                let pairs = records
-                    .into_iter()
-                    .filter_map(|r| {
-                        let target = r.targets.first()?.clone();
-                        Some((format!("Describe this restaurant: {}", r.input), target))
+        TaskConfig::Chatterbot {
+            max_len,
+            eval_examples,
+            train_examples,
+        } => {
+            splitlm_assets::ensure(Asset::Chatterbot)?;
+            let conversations = crate::chatterbot::read_dir(&splitlm_assets::chatterbot_english())?;
+            let pairs: Vec<(String, String)> = crate::chatterbot::qa_pairs(&conversations)
+                .into_iter()
+                .map(|p| (p.question, p.answer))
+                .collect();
+            let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::Rouge)?;
+            setup.split(pairs, *eval_examples, *train_examples, seed)
+        }
+        TaskConfig::E2e {
+            max_len,
+            eval_examples,
+            train_examples,
+        } => {
+            splitlm_assets::ensure(Asset::E2eNlg)?;
+            let records = crate::e2e::read_examples(&splitlm_assets::e2e_nlg())?;
+            let pairs = records
+                .into_iter()
+                .filter_map(|r| {
+                    let target = r.targets.first()?.clone();
+                    Some((format!("Describe this restaurant: {}", r.input), target))
+                })
+                .collect();
+            let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::Rouge)?;
+            setup.split(pairs, *eval_examples, *train_examples, seed)
+        }
+        TaskConfig::Instruction {
+            format,
+            path,
+            max_len,
+            eval_examples,
+            train_examples,
+        } => {
+            let records = match format {
+                InstructionFormat::Alpaca => formats::read_alpaca_json(path)?,
+                InstructionFormat::CodeAlpaca => formats::read_code_alpaca_json(path)?,
+                InstructionFormat::Dolly => formats::read_dolly_jsonl(path)?,
+            };
+            let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::Rouge2Recall)?;
+            let pairs = records.iter().map(|r| setup.instruction(r)).collect();
+            setup.split_pairs(pairs, *eval_examples, *train_examples, seed)
+        }
+        TaskConfig::Math {
+            format,
+            path,
+            max_len,
+            eval_examples,
+            train_examples,
+        } => {
+            let problems = match format {
+                MathFormat::Gsm8k => formats::read_gsm8k_jsonl(path)?,
+                MathFormat::Math => formats::read_math_dir(path)?,
+            };
+            let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::FinalAnswer)?;
+            // Trained on the worked solution stated to end in "The answer is …"; scored
+            // on the final answer.
+            let pairs = problems
+                .iter()
+                .map(|p| {
+                    setup.instruction(&formats::Instruction {
+                        instruction: p.problem.clone(),
+                        input: String::new(),
+                        output: format!("{}\nThe answer is {}", p.solution, p.answer),
                     })
-                    .collect();
-                let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::Rouge)?;
-                setup.split(pairs, *eval_examples, *train_examples, seed)
-            }
-            TaskConfig::Instruction {
-                format,
-                path,
-                max_len,
-                eval_examples,
-                train_examples,
-            } => {
-                let records = match format {
-                    InstructionFormat::Alpaca => formats::read_alpaca_json(path)?,
-                    InstructionFormat::CodeAlpaca => formats::read_code_alpaca_json(path)?,
-                    InstructionFormat::Dolly => formats::read_dolly_jsonl(path)?,
-                };
-                let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::Rouge2Recall)?;
-                let pairs = records.iter().map(|r| setup.instruction(r)).collect();
-                setup.split_pairs(pairs, *eval_examples, *train_examples, seed)
-            }
-            TaskConfig::Math {
-                format,
-                path,
-                max_len,
-                eval_examples,
-                train_examples,
-            } => {
-                let problems = match format {
-                    MathFormat::Gsm8k => formats::read_gsm8k_jsonl(path)?,
-                    MathFormat::Math => formats::read_math_dir(path)?,
-                };
-                let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::FinalAnswer)?;
-                // Trained on the worked solution stated to end in "The answer is …"; scored
-                // on the final answer.
-                let pairs = problems
-                    .iter()
-                    .map(|p| {
-                        setup.instruction(&formats::Instruction {
-                            instruction: p.problem.clone(),
-                            input: String::new(),
-                            output: format!("{}\nThe answer is {}", p.solution, p.answer),
-                        })
-                    })
-                    .collect();
-                let references = problems.iter().map(|p| p.answer.clone()).collect();
-                setup.split_scored(pairs, references, *eval_examples, *train_examples, seed)
-            }
-            TaskConfig::Lambada {
-                path,
-                max_len,
-                eval_examples,
-                train_examples,
-            } => {
-                let passages = formats::read_lambada_text(path)?;
-                let setup = GenerationSetup::plain(tokenizer, *max_len, TextMetric::NextWord)?;
-                let pairs = passages
-                    .iter()
-                    .map(|p| PromptPair {
-                        prompt: p.context.clone(),
-                        response: format!(" {}", p.target),
-                    })
-                    .collect();
-                let references = passages.iter().map(|p| p.target.clone()).collect();
-                setup.split_scored(pairs, references, *eval_examples, *train_examples, seed)
-            }
+                })
+                .collect();
+            let references = problems.iter().map(|p| p.answer.clone()).collect();
+            setup.split_scored(pairs, references, *eval_examples, *train_examples, seed)
+        }
+        TaskConfig::Lambada {
+            path,
+            max_len,
+            eval_examples,
+            train_examples,
+        } => {
+            let passages = formats::read_lambada_text(path)?;
+            let setup = GenerationSetup::plain(tokenizer, *max_len, TextMetric::NextWord)?;
+            let pairs = passages
+                .iter()
+                .map(|p| PromptPair {
+                    prompt: p.context.clone(),
+                    response: format!(" {}", p.target),
+                })
+                .collect();
+            let references = passages.iter().map(|p| p.target.clone()).collect();
+            setup.split_scored(pairs, references, *eval_examples, *train_examples, seed)
+        }
         TaskConfig::Sentiment { .. } | TaskConfig::Glue { .. } | TaskConfig::Squad { .. } => {
             unreachable!("called for generation tasks only")
         }

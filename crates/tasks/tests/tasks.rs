@@ -90,4 +90,3 @@ fn the_movie_review_set_has_the_published_counts_and_a_fixed_split() {
     );
     assert!(test.iter().all(|t| !train[..100].contains(t)));
 }
-

@@ -1,5 +1,5 @@
 //! Training checkpoints: every party's trainable state and the loop's progress, so that a run
-//! can resume exactly. (Pretrained weights are read by `splitlm-checkpoint`; these are ours.)
+//! can resume exactly. (Pretrained weights are read by `splitlm-weights`; these are ours.)
 //!
 //! Layout under the checkpoint root: `step-000120/` holds the parties' files and
 //! `progress.json`; `latest` names the newest complete one. A checkpoint is written into

@@ -10,7 +10,7 @@ use splitlm_partition::{Partition, Trainability};
 use splitlm_party::{DataParty, ModelParty, OptimizerConfig, PartyOptions, PartySlice};
 use splitlm_protocol::{Limits, in_process_pair};
 use splitlm_tasks::Predictor;
-use splitlm_zoo::Checkpoint;
+use splitlm_zoo::Pretrained;
 
 use crate::error::TrainError;
 use crate::learner::{Learner, Split, Whole};
@@ -58,12 +58,10 @@ impl SplitConfig {
 
 /// `value` as a device, or an error naming `key`.
 pub fn parse_device(key: &str, value: &str) -> Result<DeviceSpec, TrainError> {
-    value
-        .parse()
-        .map_err(|e| TrainError::Invalid {
-            key: key.into(),
-            detail: format!("\"{value}\": {e}"),
-        })
+    value.parse().map_err(|e| TrainError::Invalid {
+        key: key.into(),
+        detail: format!("\"{value}\": {e}"),
+    })
 }
 
 /// Everything [`build`] needs besides the model: where each party runs, what trains and how.
@@ -124,7 +122,7 @@ impl Run {
 /// spanning `total_steps`, and a one-line description of the setting.
 pub fn build(
     setup: &Setup<'_>,
-    pretrained: &Checkpoint,
+    pretrained: &Pretrained,
     task: TaskHead,
     total_steps: usize,
 ) -> Result<(Run, String), TrainError> {

@@ -13,11 +13,11 @@ use splitlm_protocol::{Limits, WireDType, in_process_pair};
 use splitlm_tasks::Encoder;
 use splitlm_tasks::TaskError;
 use splitlm_tasks::dataset::{Example, Target};
+use splitlm_tasks::predictor::{LabelledTexts, evaluate_classification};
 use splitlm_tasks::span_qa::{QaEncoder, SpanDecoding, decode_answers, span_logits};
 use splitlm_tasks::text_metrics::squad_evaluate;
-use splitlm_tasks::predictor::{LabelledTexts, evaluate_classification};
 use splitlm_train::{FitConfig, FitEvent, Learner, Split, Whole, fit};
-use splitlm_zoo::Checkpoint;
+use splitlm_zoo::Pretrained;
 use tokenizers::Tokenizer;
 use tokenizers::models::wordlevel::WordLevel;
 use tokenizers::pre_tokenizers::whitespace::Whitespace;
@@ -67,7 +67,7 @@ fn cpu() -> burn::tensor::Device {
 }
 
 fn toy_slice(spec: &SliceSpec, steps: usize) -> PartySlice {
-    let ckpt = Checkpoint::open(&fixtures_dir().join("models/bert")).unwrap();
+    let ckpt = Pretrained::open(&fixtures_dir().join("models/bert")).unwrap();
     let optimizer = OptimizerConfig {
         lr: 1e-3,
         ..OptimizerConfig::default()
@@ -324,7 +324,7 @@ fn squad_span_qa_split_and_unsplit_give_identical_answers() {
     let questions = splitlm_tasks::formats::read_squad_json(&splitlm_assets::squad_dev()).unwrap();
     assert_eq!(questions.len(), 10_565, "BIG-bench's copy of the dev set");
     let questions = &questions[..16];
-    let ckpt = Checkpoint::open(&minilm).unwrap();
+    let ckpt = Pretrained::open(&minilm).unwrap();
     let encoder = QaEncoder::new(ckpt.tokenizer().unwrap(), 96, 32).unwrap();
     let features = encoder.features(questions).unwrap();
     assert!(

@@ -1,11 +1,11 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use splitlm_checkpoint::TensorSource;
 use splitlm_nn::transformer::missing_part;
 use splitlm_nn::{
     AttentionMask, FamilyConfig, HeadOutput, Hidden, KvCache, ModelError, ModelFamily, SliceSpec,
     TaskHead, TokenBatch, TransformerSlice, Weights,
 };
+use splitlm_weights::TensorSource;
 
 use crate::{BertConfig, BertEmbeddings, BertHead, BertLayer};
 
@@ -89,7 +89,7 @@ fn body_weights<'a>(
         .map(|prefix| root.at(prefix))
         .find(|body| body.contains("embeddings.word_embeddings.weight"))
         .ok_or_else(|| {
-            ModelError::Checkpoint(splitlm_checkpoint::CheckpointError::MissingTensor {
+            ModelError::Checkpoint(splitlm_weights::CheckpointError::MissingTensor {
                 source_desc: source.describe(),
                 name: "embeddings.word_embeddings.weight (under `bert.`, `roberta.` or no prefix)"
                     .into(),

@@ -4,11 +4,11 @@
 
 use serde_json::Value;
 use splitlm_bert::{BertConfig, BertModel};
-use splitlm_checkpoint::SafetensorsCheckpoint;
 use splitlm_nn::batch::PaddingSide;
 use splitlm_nn::head::{l2_normalize, mean_pool};
 use splitlm_nn::testing::{assert_close, fixtures_dir, require_asset, values};
 use splitlm_nn::{SliceSpec, TaskHead, TokenBatch, TransformerSlice};
+use splitlm_weights::SafetensorsCheckpoint;
 use tokenizers::Tokenizer;
 
 #[test]

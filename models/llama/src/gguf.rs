@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use splitlm_checkpoint::{CheckpointError, GgufFile, HostTensor, TensorInfo, TensorSource};
 use splitlm_nn::{ModelError, ModelFamily};
+use splitlm_weights::{CheckpointError, GgufFile, HostTensor, TensorInfo, TensorSource};
 
 use crate::{LlamaConfig, LlamaModel};
 

@@ -1,13 +1,13 @@
 use burn::module::Module;
 use burn::nn::{Embedding, RmsNorm};
 use burn::tensor::{Device, Tensor};
-use splitlm_checkpoint::TensorSource;
 use splitlm_nn::decoder::{DecoderHead, LmHeadWeights, run_causal_blocks};
 use splitlm_nn::transformer::missing_part;
 use splitlm_nn::{
     FamilyConfig, HeadOutput, Hidden, KvCache, ModelError, ModelFamily, SliceSpec, TaskHead,
     TokenBatch, TransformerSlice, Weights,
 };
+use splitlm_weights::TensorSource;
 
 use crate::{LlamaBlock, LlamaConfig};
 

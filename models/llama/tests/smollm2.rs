@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use splitlm_checkpoint::tokenizer_from_gguf;
 use splitlm_llama::{GgufLlamaSource, LlamaModel};
 use splitlm_nn::generate::greedy;
 use splitlm_nn::testing::{fixtures_dir, relative_error, require_asset, values};
 use splitlm_nn::{SliceSpec, TaskHead, TokenBatch, TransformerSlice};
+use splitlm_weights::tokenizer_from_gguf;
 
 fn gguf() -> Option<PathBuf> {
     require_asset(

@@ -1,6 +1,6 @@
 //! Errors raised while building or running a model slice.
 
-use splitlm_checkpoint::CheckpointError;
+use splitlm_weights::CheckpointError;
 
 /// Everything that can go wrong while loading or running a model slice.
 #[derive(Debug, thiserror::Error)]

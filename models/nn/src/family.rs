@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use burn::tensor::Device;
-use splitlm_checkpoint::TensorSource;
+use splitlm_weights::TensorSource;
 
 use crate::{ModelError, SliceSpec, TaskHead, TransformerSlice};
 

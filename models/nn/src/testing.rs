@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use splitlm_checkpoint::{CheckpointError, SafetensorsCheckpoint, TensorSource};
+use splitlm_weights::{CheckpointError, SafetensorsCheckpoint, TensorSource};
 
 /// The repository's `fixtures/` directory.
 pub fn fixtures_dir() -> PathBuf {
@@ -194,10 +194,10 @@ impl TensorSource for RecordingSource<'_> {
     fn names(&self) -> Vec<String> {
         self.inner.names()
     }
-    fn info(&self, name: &str) -> Option<splitlm_checkpoint::TensorInfo> {
+    fn info(&self, name: &str) -> Option<splitlm_weights::TensorInfo> {
         self.inner.info(name)
     }
-    fn load(&self, name: &str) -> Result<splitlm_checkpoint::HostTensor, CheckpointError> {
+    fn load(&self, name: &str) -> Result<splitlm_weights::HostTensor, CheckpointError> {
         self.loaded
             .lock()
             .expect("not poisoned")

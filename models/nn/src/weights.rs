@@ -3,7 +3,7 @@
 use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear, RmsNorm, RmsNormConfig};
 use burn::tensor::{Device, Tensor, TensorData};
-use splitlm_checkpoint::{HostTensor, TensorSource};
+use splitlm_weights::{HostTensor, TensorSource};
 
 use crate::ModelError;
 

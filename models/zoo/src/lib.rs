@@ -1,7 +1,7 @@
 //! One type for every model family, chosen at run time from the checkpoint.
 //!
-//! [`Checkpoint::open`] recognises a Hugging Face directory (by `config.json`'s `model_type`)
-//! or a GGUF file, and [`Checkpoint::load`] builds any [`SliceSpec`] of it as an
+//! [`Pretrained::open`] recognises a Hugging Face directory (by `config.json`'s `model_type`)
+//! or a GGUF file, and [`Pretrained::load`] builds any [`SliceSpec`] of it as an
 //! [`AnyModel`], which parties, optimizers and trainability rules handle without knowing the
 //! family.
 //!
@@ -10,7 +10,7 @@
 //! A family is a crate whose slice type implements [`splitlm_nn::ModelFamily`] (its name,
 //! accepted `model_type`s, LoRA defaults, configuration and loader). Registering it is one
 //! line in the list below (plus the crate as a dependency of this one); [`Family`],
-//! [`AnyModel`], [`AnyConfig`] and [`Checkpoint`] then handle it.
+//! [`AnyModel`], [`AnyConfig`] and [`Pretrained`] then handle it.
 //!
 //! [`SliceSpec`]: splitlm_nn::SliceSpec
 
@@ -27,8 +27,8 @@ register_families! {
 }
 
 mod any;
-mod checkpoint;
 mod family;
+mod pretrained;
 
 pub use any::FamilyMap;
-pub use checkpoint::Checkpoint;
+pub use pretrained::Pretrained;

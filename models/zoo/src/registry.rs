@@ -118,7 +118,7 @@ macro_rules! register_families {
             /// reading only its tensors.
             pub fn load(
                 &self,
-                source: &dyn splitlm_checkpoint::TensorSource,
+                source: &dyn splitlm_weights::TensorSource,
                 spec: &splitlm_nn::SliceSpec,
                 task: splitlm_nn::TaskHead,
                 device: &burn::tensor::Device,

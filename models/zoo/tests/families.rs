@@ -7,7 +7,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use splitlm_device::DeviceSpec;
 use splitlm_nn::{SliceSpec, TaskHead, TransformerSlice};
-use splitlm_zoo::{Checkpoint, Family};
+use splitlm_zoo::{Family, Pretrained};
 
 #[derive(Default)]
 struct FirstSegments(Vec<String>);
@@ -30,7 +30,7 @@ fn each_family_opens_its_fixture_and_names_its_module_level() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../fixtures/models")
             .join(family.name());
-        let checkpoint = Checkpoint::open(&dir).unwrap();
+        let checkpoint = Pretrained::open(&dir).unwrap();
         assert_eq!(checkpoint.family(), family);
         let spec = SliceSpec::full(checkpoint.num_layers());
         let model = checkpoint.load(&spec, TaskHead::Hidden, &device).unwrap();

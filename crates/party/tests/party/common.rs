@@ -14,7 +14,7 @@ use splitlm_party::{
     SessionReport,
 };
 use splitlm_protocol::{Limits, WireDType, in_process_pair};
-use splitlm_zoo::Checkpoint;
+use splitlm_zoo::Pretrained;
 
 pub const SEED: u64 = 7;
 pub const TOTAL_STEPS: usize = 10;
@@ -34,8 +34,8 @@ impl Workload {
         }
     }
 
-    pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint::open(&fixtures_dir().join("models").join(self.fixture)).unwrap()
+    pub fn checkpoint(&self) -> Pretrained {
+        Pretrained::open(&fixtures_dir().join("models").join(self.fixture)).unwrap()
     }
 
     pub fn batch(&self, device: &Device) -> TokenBatch {
@@ -100,7 +100,7 @@ fn parameters(slice: &PartySlice, into: &mut BTreeMap<String, Vec<f32>>) {
 }
 
 fn slice(
-    ckpt: &Checkpoint,
+    ckpt: &Pretrained,
     spec: &SliceSpec,
     work: &Workload,
     trainability: &Trainability,

@@ -12,7 +12,7 @@ use splitlm_party::{
     DataParty, ModelParty, PartyError, PartyOptions, PartySlice, SessionReport, SplitGeneration,
 };
 use splitlm_protocol::{Limits, Message, Mode, Transport, WireDType, in_process_pair};
-use splitlm_zoo::Checkpoint;
+use splitlm_zoo::Pretrained;
 
 use crate::common::cpu;
 
@@ -21,7 +21,7 @@ struct Generator {
     server: std::thread::JoinHandle<Result<SessionReport, PartyError>>,
 }
 
-fn split(ckpt: &Checkpoint, partition: Partition, dtype: WireDType, device: &Device) -> Generator {
+fn split(ckpt: &Pretrained, partition: Partition, dtype: WireDType, device: &Device) -> Generator {
     let slices = partition.slices(ckpt.num_layers()).unwrap();
     let load = |spec| PartySlice::frozen(ckpt.load(spec, TaskHead::CausalLm, device).unwrap());
     let model = ModelParty::new(load(&slices.model).unwrap(), dtype);
@@ -42,7 +42,7 @@ fn split(ckpt: &Checkpoint, partition: Partition, dtype: WireDType, device: &Dev
     Generator { data, server }
 }
 
-fn unsplit(ckpt: &Checkpoint, prompt: &[u32], sampling: &Sampling, device: &Device) -> Vec<u32> {
+fn unsplit(ckpt: &Pretrained, prompt: &[u32], sampling: &Sampling, device: &Device) -> Vec<u32> {
     let spec = splitlm_nn::SliceSpec::full(ckpt.num_layers());
     let whole = ckpt.load(&spec, TaskHead::CausalLm, device).unwrap();
     generate(&whole, prompt, sampling, &device.clone().inner())
@@ -50,8 +50,8 @@ fn unsplit(ckpt: &Checkpoint, prompt: &[u32], sampling: &Sampling, device: &Devi
         .tokens
 }
 
-fn fixture() -> Checkpoint {
-    Checkpoint::open(&fixtures_dir().join("models/llama")).unwrap()
+fn fixture() -> Pretrained {
+    Pretrained::open(&fixtures_dir().join("models/llama")).unwrap()
 }
 
 const PROMPTS: [&[u32]; 3] = [&[5, 9, 13, 2], &[1], &[40, 41, 42, 43, 44, 45, 46]];
@@ -215,7 +215,7 @@ fn smollm2_split_greedy_equals_unsplit_on_five_prompts() {
         return;
     };
     let path = splitlm_assets::smollm2_gguf();
-    let ckpt = Checkpoint::open(Path::new(&path)).unwrap();
+    let ckpt = Pretrained::open(Path::new(&path)).unwrap();
     let tokenizer = ckpt.tokenizer().unwrap();
     let device = cpu();
     let sampling = Sampling::greedy(16, &[2]);

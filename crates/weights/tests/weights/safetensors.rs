@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
-use splitlm_checkpoint::{CheckpointError, SafetensorsCheckpoint, TensorSource, read_hf_config};
+use splitlm_weights::{CheckpointError, SafetensorsCheckpoint, TensorSource, read_hf_config};
 
 use super::message;
 

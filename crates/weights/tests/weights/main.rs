@@ -7,7 +7,7 @@ mod gguf_writer;
 mod safetensors;
 mod smollm2;
 
-use splitlm_checkpoint::CheckpointError;
+use splitlm_weights::CheckpointError;
 
 /// The error's message, for `assert!(msg.contains(..))`.
 fn message<T>(result: Result<T, CheckpointError>) -> String {

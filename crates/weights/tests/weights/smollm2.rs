@@ -2,7 +2,7 @@
 //! (`cargo xtask assets`). Reference values are from gguf-py's dequantiser and
 //! from Hugging Face transformers' tokenizer for the same file.
 
-use splitlm_checkpoint::{GgufFile, GgufSpecialTokens, TensorSource, tokenizer_from_gguf};
+use splitlm_weights::{GgufFile, GgufSpecialTokens, TensorSource, tokenizer_from_gguf};
 
 fn smollm2() -> Option<GgufFile> {
     let path = splitlm_assets::smollm2_gguf();

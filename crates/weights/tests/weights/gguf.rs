@@ -1,6 +1,6 @@
 //! GGUF reading on files written by the test writer.
 
-use splitlm_checkpoint::{CheckpointError, GgmlType, GgufFile, GgufValue, TensorSource};
+use splitlm_weights::{CheckpointError, GgmlType, GgufFile, GgufValue, TensorSource};
 
 use super::gguf_writer::*;
 use super::message;
@@ -369,7 +369,7 @@ fn no_cut_or_corruption_panics() {
 #[test]
 fn a_directory_is_not_a_gguf_file() {
     let dir = tempfile::tempdir().unwrap();
-    let err = splitlm_checkpoint::GgufFile::open(dir.path())
+    let err = splitlm_weights::GgufFile::open(dir.path())
         .err()
         .unwrap()
         .to_string();

@@ -1,7 +1,7 @@
 //! Tokenizers rebuilt from GGUF metadata. The expected ids are those Hugging Face transformers
 //! 5.x gives for the same files (`AutoTokenizer.from_pretrained(dir, gguf_file=...)`).
 
-use splitlm_checkpoint::{
+use splitlm_weights::{
     CheckpointError, GgufFile, GgufSpecialTokens, GgufValue, special_token_id, tokenizer_from_gguf,
 };
 

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use splitlm_checkpoint::GgufValue;
+use splitlm_weights::GgufValue;
 
 /// ggml type ids used by the tests.
 pub const F32: u32 = 0;

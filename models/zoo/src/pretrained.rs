@@ -1,14 +1,15 @@
 use std::path::Path;
 
 use burn::tensor::Device;
-use splitlm_checkpoint::SafetensorsCheckpoint;
 use splitlm_llama::GgufLlamaSource;
 use splitlm_nn::{FamilyConfig, ModelError, SliceSpec, TaskHead};
+use splitlm_weights::SafetensorsCheckpoint;
 
 use crate::{AnyConfig, AnyModel, Family};
 
-/// An opened checkpoint: configuration read, tensors not yet (slices read only their own).
-pub enum Checkpoint {
+/// An opened pretrained model: its configuration read and a reader of its weights files open,
+/// no tensor read yet (each slice reads only its own).
+pub enum Pretrained {
     /// A Hugging Face directory (`config.json` + safetensors) of any registered family.
     HuggingFace(AnyConfig, SafetensorsCheckpoint),
     /// A llama.cpp GGUF file of a Llama-style model.
@@ -20,12 +21,12 @@ struct ModelType {
     model_type: String,
 }
 
-impl Checkpoint {
+impl Pretrained {
     /// Opens a Hugging Face model directory (`config.json` + safetensors) or a `.gguf` file.
     pub fn open(path: &Path) -> Result<Self, ModelError> {
         let origin = path.display().to_string();
         if path.is_file() {
-            return Ok(Checkpoint::LlamaGguf(GgufLlamaSource::open(path)?));
+            return Ok(Pretrained::LlamaGguf(GgufLlamaSource::open(path)?));
         }
         if !path.is_dir() {
             return Err(ModelError::config(
@@ -45,7 +46,7 @@ impl Checkpoint {
             ));
         };
         let weights = SafetensorsCheckpoint::open(path)?;
-        Ok(Checkpoint::HuggingFace(
+        Ok(Pretrained::HuggingFace(
             AnyConfig::from_dir(family, path)?,
             weights,
         ))
@@ -54,8 +55,8 @@ impl Checkpoint {
     /// The model's family.
     pub fn family(&self) -> Family {
         match self {
-            Checkpoint::HuggingFace(c, _) => c.family(),
-            Checkpoint::LlamaGguf(_) => Family::Llama,
+            Pretrained::HuggingFace(c, _) => c.family(),
+            Pretrained::LlamaGguf(_) => Family::Llama,
         }
     }
 
@@ -76,8 +77,8 @@ impl Checkpoint {
 
     fn config(&self) -> &dyn FamilyConfig {
         match self {
-            Checkpoint::HuggingFace(c, _) => each_config!(c, c => c as &dyn FamilyConfig),
-            Checkpoint::LlamaGguf(g) => g.config(),
+            Pretrained::HuggingFace(c, _) => each_config!(c, c => c as &dyn FamilyConfig),
+            Pretrained::LlamaGguf(g) => g.config(),
         }
     }
 
@@ -85,8 +86,8 @@ impl Checkpoint {
     /// GGUF file's metadata), with padding and truncation turned off: batching decides those.
     pub fn tokenizer(&self) -> Result<tokenizers::Tokenizer, ModelError> {
         let mut tokenizer = match self {
-            Checkpoint::LlamaGguf(g) => splitlm_checkpoint::tokenizer_from_gguf(g.file())?,
-            Checkpoint::HuggingFace(_, w) => {
+            Pretrained::LlamaGguf(g) => splitlm_weights::tokenizer_from_gguf(g.file())?,
+            Pretrained::HuggingFace(_, w) => {
                 let dir = w
                     .files()
                     .first()
@@ -95,7 +96,7 @@ impl Checkpoint {
                     .unwrap_or_default();
                 let path = dir.join("tokenizer.json");
                 tokenizers::Tokenizer::from_file(&path).map_err(|e| {
-                    splitlm_checkpoint::CheckpointError::Tokenizer {
+                    splitlm_weights::CheckpointError::Tokenizer {
                         path: path.clone(),
                         detail: e.to_string(),
                     }
@@ -117,8 +118,8 @@ impl Checkpoint {
         device: &Device,
     ) -> Result<AnyModel, ModelError> {
         Ok(match self {
-            Checkpoint::HuggingFace(c, w) => c.load(w, spec, task, device)?,
-            Checkpoint::LlamaGguf(g) => g.load_model(Some(spec), task, device)?.into(),
+            Pretrained::HuggingFace(c, w) => c.load(w, spec, task, device)?,
+            Pretrained::LlamaGguf(g) => g.load_model(Some(spec), task, device)?.into(),
         })
     }
 }

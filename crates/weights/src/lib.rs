@@ -6,13 +6,13 @@
 //! reads the rest of the file. Model crates turn [`HostTensor`]s into Burn tensors.
 //!
 //! ```no_run
-//! use splitlm_checkpoint::{GgufFile, TensorSource, tokenizer_from_gguf};
+//! use splitlm_weights::{GgufFile, TensorSource, tokenizer_from_gguf};
 //!
 //! let gguf = GgufFile::open("SmolLM2-135M-Instruct.Q4_1.gguf")?;
 //! let layers = gguf.get_u32("llama.block_count")?;
 //! let embedding = gguf.load_shaped("token_embd.weight", &[49152, 576])?;
 //! let tokenizer = tokenizer_from_gguf(&gguf)?;
-//! # Ok::<(), splitlm_checkpoint::CheckpointError>(())
+//! # Ok::<(), splitlm_weights::CheckpointError>(())
 //! ```
 
 #![warn(missing_docs)]
