@@ -72,15 +72,6 @@ impl Prior {
         }
     }
 
-    /// The prior as a record.
-    pub fn describe(&self) -> serde_json::Value {
-        serde_json::json!({
-            "white_box_head": self.head.as_ref().map(|h| h.version),
-            "positive_is_minority": self.positive_is_minority,
-            "known_positive": self.known_positive,
-        })
-    }
-
     fn head(&self, attack: &'static str) -> Result<&AnyModel, AttackError> {
         self.head.as_ref().map(|h| &h.model).ok_or(AttackError {
             attack,
