@@ -39,6 +39,26 @@ mod tests {
         assert!(dcs(0.5, 0.7, 0.8, 0.5) < dcs(0.3, 0.7, 0.8, 0.5));
     }
 
+    /// Literal values where both ΔAP and ΔMP are non-zero, computed by hand from the
+    /// definition (Python's `math`, not this module): 1/(1+√(0.5·0.4² + 0.5·0.1²)) and so on.
+    #[test]
+    fn scores_with_attack_success_and_mp_loss_match_literals() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        let a = dcs(0.4, 0.7, 0.8, 0.5);
+        let b = dcs(0.9, 0.5, 0.8, 0.5);
+        let c = dcs(0.25, 0.6, 0.8, 0.3);
+        assert!(close(a, 0.774_264_923_778_945_4), "{a}");
+        assert!(close(b, 0.598_508_375_909_205_6), "{b}");
+        assert!(close(c, 0.808_986_625_298_012_2), "β weighs MP loss: {c}");
+        let t = t_dcs(&[a, b]).unwrap();
+        assert!(close(t, 0.686_386_649_844_075_5), "{t}");
+        let comprehensive = c_dcs(&[(1.0, t), (3.0, c)]).unwrap();
+        assert!(
+            close(comprehensive, 0.778_336_631_434_528),
+            "{comprehensive}"
+        );
+    }
+
     #[test]
     fn type_and_comprehensive_scores_average() {
         assert_eq!(t_dcs(&[0.5, 1.0]), Some(0.75));

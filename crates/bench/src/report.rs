@@ -402,9 +402,10 @@ mod tests {
         assert_eq!(vmi.ap, 1.0);
         assert!((vmi.dcs.unwrap() - 1.0 / (1.0 + 0.5f64.sqrt())).abs() < 1e-12);
         let dp = &report.rows[1];
-        let expected = |ap: f64| dcs(ap, 0.7, 0.8, BETA);
-        assert_eq!(dp.attacks[0].dcs, Some(expected(0.2)));
-        let t = (expected(0.2) + expected(0.4)) / 2.0;
+        // Literals from the definition (computed by hand): 1/(1+√(0.5·0.2² + 0.5·0.1²)), …
+        assert!((dp.attacks[0].dcs.unwrap() - 0.863_472_940_504_185_7).abs() < 1e-12);
+        assert!((dp.attacks[1].dcs.unwrap() - 0.774_264_923_778_945_4).abs() < 1e-12);
+        let t = 0.818_868_932_141_565_5;
         assert!((dp.t_dcs["inversion"] - t).abs() < 1e-12);
         assert!((dp.c_dcs.unwrap() - t).abs() < 1e-12);
         let table = report.table();
