@@ -34,16 +34,6 @@ pub enum Record {
 }
 
 impl Record {
-    /// The setting the record ran under.
-    pub fn setting(&self) -> &Setting {
-        match self {
-            Record::Train(r) => &r.setting,
-            Record::Attack(r) => &r.setting,
-            Record::Eval(r) => &r.setting,
-            Record::Generate(r) => &r.setting,
-        }
-    }
-
     /// The training record, if this is one.
     pub fn as_train(&self) -> Option<&TrainRecord> {
         match self {

@@ -301,7 +301,7 @@ fn generation_data(task: &TaskConfig, tokenizer: &Tokenizer, seed: u64) -> Resul
                 .into_iter()
                 .map(|p| (p.question, p.answer))
                 .collect();
-            let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::Rouge)?;
+            let setup = GenerationSetup::new(tokenizer, *max_len, TextMetric::Rouge)?;
             setup.split(pairs, *eval_examples, *train_examples, seed)
         }
         TaskConfig::E2e {
@@ -318,7 +318,7 @@ fn generation_data(task: &TaskConfig, tokenizer: &Tokenizer, seed: u64) -> Resul
                     Some((format!("Describe this restaurant: {}", r.input), target))
                 })
                 .collect();
-            let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::Rouge)?;
+            let setup = GenerationSetup::new(tokenizer, *max_len, TextMetric::Rouge)?;
             setup.split(pairs, *eval_examples, *train_examples, seed)
         }
         TaskConfig::Instruction {
@@ -333,7 +333,7 @@ fn generation_data(task: &TaskConfig, tokenizer: &Tokenizer, seed: u64) -> Resul
                 InstructionFormat::CodeAlpaca => formats::read_code_alpaca_json(path)?,
                 InstructionFormat::Dolly => formats::read_dolly_jsonl(path)?,
             };
-            let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::Rouge2Recall)?;
+            let setup = GenerationSetup::new(tokenizer, *max_len, TextMetric::Rouge2Recall)?;
             let pairs = records.iter().map(|r| setup.instruction(r)).collect();
             setup.split_pairs(pairs, *eval_examples, *train_examples, seed)
         }
@@ -348,7 +348,7 @@ fn generation_data(task: &TaskConfig, tokenizer: &Tokenizer, seed: u64) -> Resul
                 MathFormat::Gsm8k => formats::read_gsm8k_jsonl(path)?,
                 MathFormat::Math => formats::read_math_dir(path)?,
             };
-            let setup = GenerationSetup::chat(tokenizer, *max_len, TextMetric::FinalAnswer)?;
+            let setup = GenerationSetup::new(tokenizer, *max_len, TextMetric::FinalAnswer)?;
             // Trained on the worked solution stated to end in "The answer is …"; scored
             // on the final answer.
             let pairs = problems
@@ -371,7 +371,8 @@ fn generation_data(task: &TaskConfig, tokenizer: &Tokenizer, seed: u64) -> Resul
             train_examples,
         } => {
             let passages = formats::read_lambada_text(path)?;
-            let setup = GenerationSetup::plain(tokenizer, *max_len, TextMetric::NextWord)?;
+            let setup = GenerationSetup::new(tokenizer, *max_len, TextMetric::NextWord)?;
+            // Passages are continued as written: the pairs skip the template.
             let pairs = passages
                 .iter()
                 .map(|p| PromptPair {
@@ -397,17 +398,12 @@ struct GenerationSetup {
 
 impl GenerationSetup {
     /// Instructions in the template the model's tokenizer was trained with.
-    fn chat(tokenizer: &Tokenizer, max_len: usize, metric: TextMetric) -> Result<Self> {
+    fn new(tokenizer: &Tokenizer, max_len: usize, metric: TextMetric) -> Result<Self> {
         Ok(Self {
             encoder: LmEncoder::new(tokenizer.clone(), max_len)?,
             template: Template::of(tokenizer),
             metric,
         })
-    }
-
-    /// Text continued as written: the pairs are built without a template.
-    fn plain(tokenizer: &Tokenizer, max_len: usize, metric: TextMetric) -> Result<Self> {
-        Self::chat(tokenizer, max_len, metric)
     }
 
     fn instruction(&self, record: &formats::Instruction) -> PromptPair {
