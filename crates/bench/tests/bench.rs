@@ -3,18 +3,13 @@
 
 use splitlm_bench::records::{self, Record};
 use splitlm_bench::{Quiet, RunConfig, jobs};
-use splitlm_nn::testing::require_asset;
+use splitlm_nn::testing::asset;
 use splitlm_partition::Partition;
-
-fn have(asset: splitlm_assets::Asset) -> bool {
-    require_asset(asset.name(), splitlm_assets::locate(asset)).is_some()
-}
 
 #[test]
 fn train_checkpoint_then_eval_restores_the_trained_model() {
-    if !(have(splitlm_assets::Asset::MiniLm) && have(splitlm_assets::Asset::Sentiment)) {
-        return;
-    }
+    asset(splitlm_assets::Asset::MiniLm);
+    asset(splitlm_assets::Asset::Sentiment);
     let dir = tempfile::tempdir().unwrap();
     let records_path = dir.path().join("runs.jsonl");
     let ckpt = dir.path().join("ckpt");
@@ -65,9 +60,8 @@ fn train_checkpoint_then_eval_restores_the_trained_model() {
 
 #[test]
 fn smollm2_trains_on_chat_answers_and_generates_through_the_split() {
-    if !(have(splitlm_assets::Asset::SmolLm2) && have(splitlm_assets::Asset::Chatterbot)) {
-        return;
-    }
+    asset(splitlm_assets::Asset::SmolLm2);
+    asset(splitlm_assets::Asset::Chatterbot);
     let dir = tempfile::tempdir().unwrap();
     let records_path = dir.path().join("runs.jsonl");
     let overrides = vec![
@@ -133,8 +127,10 @@ fn every_file_based_task_kind_trains_and_scores_on_fixtures() {
         "[train]\nbatch_size = 2\n[generate]\nmax_new_tokens = 4\n[output]\nrecords = {:?}\n",
         records_path.display().to_string()
     );
+    asset(splitlm_assets::Asset::MiniLm);
+    asset(splitlm_assets::Asset::SmolLm2);
     let mut cases = Vec::new();
-    if have(splitlm_assets::Asset::MiniLm) {
+    {
         for (task, file, metric) in [
             ("sst2", "sst2.tsv", "accuracy"),
             ("stsb", "stsb.tsv", "pearson"),
@@ -149,7 +145,7 @@ fn every_file_based_task_kind_trains_and_scores_on_fixtures() {
             ));
         }
     }
-    if have(splitlm_assets::Asset::SmolLm2) {
+    {
         let file = |name: &str| fixtures.join("formats").join(name).display().to_string();
         let split = "[split]\npartition = { kind = \"head_body_tail\", n_head = 1, n_tail = 1 }\n\
                      [finetune]\nstrategy = \"lora\"\nembeddings = false\ntask_head = false\n";
@@ -208,9 +204,8 @@ fn every_file_based_task_kind_trains_and_scores_on_fixtures() {
 
 #[test]
 fn a_defense_grid_trains_attacks_and_reports_every_setting() {
-    if !(have(splitlm_assets::Asset::MiniLm) && have(splitlm_assets::Asset::Sentiment)) {
-        return;
-    }
+    asset(splitlm_assets::Asset::MiniLm);
+    asset(splitlm_assets::Asset::Sentiment);
     let dir = tempfile::tempdir().unwrap();
     let records_path = dir.path().join("grid.jsonl");
     let overrides = vec![
@@ -310,9 +305,8 @@ fn label_attacks_are_refused_where_the_model_party_sees_no_label_gradient() {
 
 #[test]
 fn label_attacks_run_through_a_head_tail_grid_and_noise_on_gradients_blunts_them() {
-    if !(have(splitlm_assets::Asset::MiniLm) && have(splitlm_assets::Asset::Sentiment)) {
-        return;
-    }
+    asset(splitlm_assets::Asset::MiniLm);
+    asset(splitlm_assets::Asset::Sentiment);
     let dir = tempfile::tempdir().unwrap();
     let records_path = dir.path().join("ht.jsonl");
     let overrides = vec![

@@ -3,18 +3,13 @@
 
 use splitlm_device::DeviceSpec;
 use splitlm_nn::batch::PaddingSide;
-use splitlm_nn::testing::require_asset;
+use splitlm_nn::testing::asset;
 use splitlm_tasks::Encoder;
 use splitlm_tasks::dataset::{Example, Target};
 
 #[test]
 fn minilm_tokenizer_pads_and_truncates_our_way() {
-    let Some(dir) = require_asset(
-        "MiniLM",
-        splitlm_assets::locate(splitlm_assets::Asset::MiniLm),
-    ) else {
-        return;
-    };
+    let dir = asset(splitlm_assets::Asset::MiniLm);
     let encoder = Encoder::from_file(&dir.join("tokenizer.json"), 8, PaddingSide::Right).unwrap();
     let cpu = DeviceSpec::Cpu.device().unwrap();
     let examples = vec![
@@ -69,12 +64,7 @@ fn minilm_tokenizer_pads_and_truncates_our_way() {
 
 #[test]
 fn the_movie_review_set_has_the_published_counts_and_a_fixed_split() {
-    let Some(_) = require_asset(
-        "sentiment",
-        splitlm_assets::locate(splitlm_assets::Asset::Sentiment),
-    ) else {
-        return;
-    };
+    asset(splitlm_assets::Asset::Sentiment);
     let path = splitlm_assets::movie_reviews();
     let snippets = splitlm_tasks::sentiment::read_scored_snippets(&path).unwrap();
     assert_eq!(snippets.len(), 10_605);

@@ -1,19 +1,15 @@
 //! The text data sets of the asset cache read with the published counts and known records:
 //! the ChatterBot English corpus, GEM's E2E NLG task and the SQuAD v1.1 dev set (both from
-//! BIG-bench). Each test prints `SKIPPED: ...` when its asset is absent (and fails then when
-//! `SPLITLM_REQUIRE_ASSETS` is set).
+//! BIG-bench). Each test fetches its asset into the cache when it is absent.
 
 use std::collections::HashMap;
 
-use splitlm_assets::Asset;
-use splitlm_nn::testing::require_asset;
+use splitlm_nn::testing::asset;
 use splitlm_tasks::{chatterbot, e2e};
 
 #[test]
 fn the_english_chatterbot_corpus_has_its_published_counts() {
-    let Some(_) = require_asset("chatterbot", splitlm_assets::locate(Asset::Chatterbot)) else {
-        return;
-    };
+    asset(splitlm_assets::Asset::Chatterbot);
     let conversations = chatterbot::read_dir(&splitlm_assets::chatterbot_english()).unwrap();
     assert_eq!(conversations.len(), 2_026);
     let pairs = chatterbot::qa_pairs(&conversations);
@@ -80,9 +76,7 @@ fn the_english_chatterbot_corpus_has_its_published_counts() {
 
 #[test]
 fn the_e2e_task_has_1000_examples_over_213_inputs() {
-    let Some(_) = require_asset("e2e-nlg", splitlm_assets::locate(Asset::E2eNlg)) else {
-        return;
-    };
+    asset(splitlm_assets::Asset::E2eNlg);
     let task = e2e::read_task(&splitlm_assets::e2e_nlg()).unwrap();
     assert_eq!(task.name, "e2e_nlg");
     assert_eq!(
@@ -121,9 +115,7 @@ fn the_e2e_task_has_1000_examples_over_213_inputs() {
 
 #[test]
 fn the_squad_dev_set_has_10565_questions() {
-    let Some(_) = require_asset("squad-dev", splitlm_assets::locate(Asset::SquadDev)) else {
-        return;
-    };
+    asset(splitlm_assets::Asset::SquadDev);
     let text = std::fs::read_to_string(splitlm_assets::squad_dev()).unwrap();
     let root: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(root["version"], "1.1");

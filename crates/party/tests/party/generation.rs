@@ -6,7 +6,7 @@ use std::path::Path;
 use burn::tensor::Device;
 use splitlm_nn::TaskHead;
 use splitlm_nn::generate::{Sampling, generate};
-use splitlm_nn::testing::{fixtures_dir, require_asset};
+use splitlm_nn::testing::{asset, fixtures_dir};
 use splitlm_partition::Partition;
 use splitlm_party::{
     DataParty, ModelParty, PartyError, PartyOptions, PartySlice, SessionReport, SplitGeneration,
@@ -208,12 +208,7 @@ fn an_infer_step_without_a_prompt_is_refused() {
 /// model's token for token on five chat prompts.
 #[test]
 fn smollm2_split_greedy_equals_unsplit_on_five_prompts() {
-    let Some(_) = require_asset(
-        "SmolLM2 GGUF",
-        splitlm_assets::locate(splitlm_assets::Asset::SmolLm2),
-    ) else {
-        return;
-    };
+    asset(splitlm_assets::Asset::SmolLm2);
     let path = splitlm_assets::smollm2_gguf();
     let ckpt = Pretrained::open(Path::new(&path)).unwrap();
     let tokenizer = ckpt.tokenizer().unwrap();

