@@ -68,23 +68,28 @@ pub fn direct_label_scoring(view: &AttackerView) -> Result<Vec<LabelGuess>, Atta
         .collect())
 }
 
-/// NS (Li et al. 2022): the per-sample L2 norm of the received gradient, min–max normalised;
+/// NS (Li et al. 2022) as the reference computes it (`NormbasedScoring_LLM`): the per-sample
+/// L2 norm of the received gradient, normalised as `(n − min + 1e-16) / (max − min + 1e-16)`;
 /// samples above 0.5 are guessed positive (label 1). It exploits that a model unsure of one
-/// class sends larger gradients for its samples. The reference takes the larger norms as
-/// positive; with `positive_is_minority` (a declared prior: the positive class is the rarer)
-/// the attacker instead calls positive whichever side of 0.5 holds fewer samples.
+/// class sends larger gradients for its samples. The reference reports `max(acc, 1 − acc)`
+/// ([`crate::score`] does too), which orients the guess with the truth; with
+/// `positive_is_minority` (a declared prior: the positive class is the rarer) the attacker
+/// orients it itself, calling positive whichever side of 0.5 holds fewer samples.
 pub fn norm_scoring(
     view: &AttackerView,
     positive_is_minority: bool,
 ) -> Result<Vec<LabelGuess>, AttackError> {
+    const EPS: f64 = 1e-16;
     let norms: Vec<f64> = rows(view, "ns")?.iter().map(|g| norm(g)).collect();
     let (lo, hi) = norms
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &n| {
             (lo.min(n), hi.max(n))
         });
-    let span = (hi - lo).max(f64::MIN_POSITIVE);
-    let mut scores: Vec<f64> = norms.iter().map(|n| (n - lo) / span).collect();
+    let mut scores: Vec<f64> = norms
+        .iter()
+        .map(|n| (n - lo + EPS) / (hi - lo + EPS))
+        .collect();
     let above = scores.iter().filter(|&&s| s > 0.5).count();
     if positive_is_minority && 2 * above > scores.len() {
         scores.iter_mut().for_each(|s| *s = 1.0 - *s);
@@ -193,7 +198,8 @@ mod tests {
             step: 0,
             batch_rows: grads.len(),
             hidden: empty.clone(),
-            attention_mask: empty,
+            attention_mask: empty.clone(),
+            positions: empty,
             output_kind: kind,
             output: empty_output(),
             weight_gradients: Vec::new(),

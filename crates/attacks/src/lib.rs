@@ -18,7 +18,7 @@ pub mod score;
 pub use attack::{
     Attack, AttackConfig, AttackKind, HeadVersion, Inferred, NoSettings, Prior, WhiteBoxHead,
 };
-pub use bli::{BliSettings, bli};
+pub use bli::{BliObjective, BliSettings, bli, bli_dummy_labels};
 pub use inversion::{
     Recovered, RwiSettings, VmiObjective, VmiSettings, rwi, token_precision_recall, vmi,
 };

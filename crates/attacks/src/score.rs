@@ -26,8 +26,11 @@ pub struct InversionScores {
 /// How well a label inference recovered the labels.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LabelScores {
-    /// Share of samples whose label was recovered (this is the AP).
+    /// Share of samples whose label was recovered.
     pub accuracy: f64,
+    /// The attack performance: the accuracy, or for NS `max(accuracy, 1 − accuracy)` as the
+    /// reference reports it (`metrics/data_process.py`).
+    pub ap: f64,
     /// ROC-AUC of the scores for class 1 (binary tasks, attacks that score positives).
     pub auc: Option<f64>,
     /// Samples scored.
@@ -57,7 +60,7 @@ impl AttackScores {
     pub fn ap(&self) -> f64 {
         match self {
             AttackScores::Inversion(s) => s.recall,
-            AttackScores::Labels(s) => s.accuracy,
+            AttackScores::Labels(s) => s.ap,
         }
     }
 }
@@ -108,12 +111,22 @@ pub fn inversion(
     })
 }
 
+/// How a label attack's AP is read from its accuracy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelAp {
+    /// The accuracy itself.
+    Accuracy,
+    /// `max(acc, 1 − acc)`: a binary guess counts however it is oriented (the reference's NS).
+    EitherOrientation,
+}
+
 /// Scores inferred labels; with `scores_positive` (NS, DS) the guesses' scores rank samples
 /// by how positive they look, and a binary task also gets the ROC-AUC.
 pub fn labels(
     truth: &[usize],
     guesses: &[LabelGuess],
     scores_positive: bool,
+    ap: LabelAp,
 ) -> Result<LabelScores, AttackError> {
     if truth.len() != guesses.len() || truth.is_empty() {
         return Err(mismatch("labels", truth.len(), guesses.len()));
@@ -131,8 +144,13 @@ pub fn labels(
             roc_auc(&scores, &positives)
         })
         .flatten();
+    let accuracy = hits as f64 / truth.len() as f64;
     Ok(LabelScores {
-        accuracy: hits as f64 / truth.len() as f64,
+        accuracy,
+        ap: match ap {
+            LabelAp::Accuracy => accuracy,
+            LabelAp::EitherOrientation => accuracy.max(1.0 - accuracy),
+        },
         auc,
         samples: truth.len(),
     })
@@ -153,6 +171,11 @@ pub fn score(
             &truth.labels,
             guesses,
             matches!(attack, "ns" | "ds"),
+            if attack == "ns" {
+                LabelAp::EitherOrientation
+            } else {
+                LabelAp::Accuracy
+            },
         )?),
     })
 }
@@ -184,12 +207,21 @@ mod tests {
     fn label_scores_give_auc_only_to_positive_scores_of_binary_tasks() {
         let guess = |label, score| LabelGuess { label, score };
         let guesses = [guess(1, 0.9), guess(0, 0.2), guess(0, 0.4)];
-        let s = labels(&[1, 0, 1], &guesses, true).unwrap();
+        let s = labels(&[1, 0, 1], &guesses, true, LabelAp::Accuracy).unwrap();
         assert!((s.accuracy - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(s.auc, Some(1.0));
-        assert_eq!(labels(&[1, 0, 1], &guesses, false).unwrap().auc, None);
-        assert_eq!(labels(&[2, 0, 1], &guesses, true).unwrap().auc, None);
+        let no_auc = |truth: &[usize], positive| {
+            labels(truth, &guesses, positive, LabelAp::Accuracy)
+                .unwrap()
+                .auc
+        };
+        assert_eq!(no_auc(&[1, 0, 1], false), None);
+        assert_eq!(no_auc(&[2, 0, 1], true), None);
         let ap = AttackScores::Labels(s).ap();
         assert!((ap - 2.0 / 3.0).abs() < 1e-12);
+        // One of three right: as NS reports it, the flipped guess's 2/3.
+        let ns = labels(&[0, 1, 0], &guesses, true, LabelAp::EitherOrientation).unwrap();
+        assert!((ns.accuracy - 1.0 / 3.0).abs() < 1e-12);
+        assert!((ns.ap - 2.0 / 3.0).abs() < 1e-12);
     }
 }

@@ -26,6 +26,7 @@ mod error;
 mod model;
 mod observe;
 pub mod optim;
+pub mod replay;
 mod slice;
 pub mod state;
 pub mod wire;

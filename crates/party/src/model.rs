@@ -259,6 +259,7 @@ impl ModelParty {
                 step,
                 hidden: &forward.hidden,
                 attention_mask: &forward.attention_mask,
+                positions: &forward.positions,
                 output_kind: kind,
                 output: &output,
                 output_grad: &output_grad,
@@ -411,7 +412,7 @@ struct Decoding {
 }
 
 /// The model party's slice on `hidden`: blocks, then the top if it holds it.
-fn run_slice<M: TransformerSlice>(
+pub(crate) fn run_slice<M: TransformerSlice>(
     model: &M,
     hidden: Hidden,
 ) -> Result<splitlm_nn::HeadOutput, PartyError> {

@@ -48,6 +48,8 @@ pub struct ObservedStep<'a> {
     pub hidden: &'a TensorFrame,
     /// Their attention mask, `[b, s]`.
     pub attention_mask: &'a TensorFrame,
+    /// Their positions, `[b, s]`.
+    pub positions: &'a TensorFrame,
     /// What the model party returned.
     pub output_kind: OutputKind,
     /// That output as sent.
@@ -106,6 +108,8 @@ pub struct Observation {
     pub hidden: TensorFrame,
     /// Their attention mask, `[b, s]`.
     pub attention_mask: TensorFrame,
+    /// Their positions, `[b, s]`.
+    pub positions: TensorFrame,
     /// What the model party returned.
     pub output_kind: OutputKind,
     /// That output as sent (e.g. the logits in Head–Tail), `[b, …]`.
@@ -189,6 +193,7 @@ impl StepObserver for Recorder {
             batch_rows: seen.output_grad.shape.first().copied().unwrap_or(0),
             hidden: rows(seen.hidden),
             attention_mask: rows(seen.attention_mask),
+            positions: rows(seen.positions),
             output_kind: seen.output_kind,
             output: rows(seen.output),
             output_grad: rows(seen.output_grad),

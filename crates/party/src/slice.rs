@@ -153,7 +153,7 @@ impl PartySlice {
     }
 }
 
-fn host_gradients(model: &AnyModel, params: &GradientsParams) -> Vec<NamedGradient> {
+pub(crate) fn host_gradients(model: &AnyModel, params: &GradientsParams) -> Vec<NamedGradient> {
     fn get<const D: usize>(params: &GradientsParams, p: &NamedParameter) -> Option<Vec<f32>> {
         let grad = params.get::<D>(p.id)?;
         Some(
