@@ -61,6 +61,9 @@ pub struct Prior {
     pub positive_is_minority: bool,
     /// The index, among the observed samples, of one sample known to be positive (DS).
     pub known_positive: Option<usize>,
+    /// A copy of the data party's tail as it was at the observed step (Head–Body–Tail BLI
+    /// differentiates through it, as the reference assumes the model party holds one).
+    pub tail: Option<AnyModel>,
 }
 
 impl Prior {
@@ -210,7 +213,7 @@ impl Attack for Configured {
         Ok(match &self.0 {
             AttackConfig::Vmi(s) => Inferred::Tokens(vmi(view, prior.head("vmi")?, s, device)?),
             AttackConfig::Rwi(s) => Inferred::Tokens(rwi(view, prior.head("rwi")?, s, device)?),
-            AttackConfig::Bli(s) => Inferred::Labels(bli(view, s, device)?),
+            AttackConfig::Bli(s) => Inferred::Labels(bli(view, prior, s, device)?),
             AttackConfig::Ns(_) => {
                 Inferred::Labels(norm_scoring(view, prior.positive_is_minority)?)
             }
