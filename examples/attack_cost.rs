@@ -64,8 +64,7 @@ fn main() -> Result<()> {
         from_step: 0,
         steps: 1,
         max_samples: args.samples,
-        weight_gradients: false,
-        slices: false,
+        ..ObservationLimits::default()
     });
     let (a, b) = in_process_pair(Limits::default());
     let server = model.spawn(b);

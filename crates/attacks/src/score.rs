@@ -29,7 +29,9 @@ pub struct LabelScores {
     /// Share of samples whose label was recovered.
     pub accuracy: f64,
     /// The attack performance: the accuracy, or for NS `max(accuracy, 1 − accuracy)` as the
-    /// reference reports it (`metrics/data_process.py`).
+    /// reference reports it (`metrics/data_process.py`). Absent from records written before
+    /// it was kept here (their record's own `ap` holds it).
+    #[serde(default)]
     pub ap: f64,
     /// ROC-AUC of the scores for class 1 (binary tasks, attacks that score positives).
     pub auc: Option<f64>,

@@ -58,6 +58,7 @@ fn observe_head_tail(
         max_samples: 64,
         weight_gradients: true,
         slices: true,
+        inference: false,
     });
     let (a, b) = in_process_pair(Limits::default());
     let server = model.spawn(b);

@@ -1,30 +1,40 @@
 //! The benchmark's attack stage. While a split run trains, the model party records the
 //! training steps its attacker observes and [`crate::truth::TruthRecorder`] keeps what the data
-//! party really sent on those steps. After training, every configured attack runs on the
-//! recording under the declared prior and is scored against that truth.
+//! party really sent on those steps. After training, label attacks run on that recording; the
+//! inversion attacks, by default, on samples the data party sends through its trained head
+//! afterwards (as the reference does: `[attacker] target`). Every attack runs under the
+//! declared prior and is scored against the truth.
 
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
 use splitlm_attacks::score::{self, AttackScores, Truth};
-use splitlm_attacks::{AttackConfig, AttackKind, AttackerView, HeadVersion, Prior};
+use splitlm_attacks::{AttackConfig, AttackKind, AttackerView, BliObjective, HeadVersion, Prior};
 use splitlm_nn::TaskHead;
 use splitlm_party::ObservationLimits;
+use splitlm_tasks::{Predictor, TaskData};
 use splitlm_train::Split;
+use splitlm_zoo::AnyModel;
 
-use crate::config::RunConfig;
+use crate::config::{InversionTarget, RunConfig, SampleSplit};
 use crate::model::OpenedModel;
-use crate::records::{AttackIdentity, AttackRecord, PriorRecord, Setting};
+use crate::records::{AttackIdentity, AttackRecord, AttackTarget, PriorRecord, Setting};
+use crate::truth::real_tokens;
 
-/// The observation limits of `config`'s attacker.
+/// The observation limits of `config`'s attacker during training.
 pub fn limits(config: &RunConfig) -> ObservationLimits {
+    let matches_weights = config
+        .attacks
+        .iter()
+        .any(|a| matches!(a, AttackConfig::Bli(s) if s.objective == BliObjective::WeightGradients));
     ObservationLimits {
         from_step: config.attacker.observe_from,
         steps: config.attacker.observe_steps,
         max_samples: config.attacker.max_samples,
-        weight_gradients: false,
-        slices: false,
+        weight_gradients: matches_weights,
+        slices: matches_weights,
+        inference: false,
     }
 }
 
@@ -36,6 +46,8 @@ pub struct AttackOutcome {
     pub scores: AttackScores,
     /// Wall time of the attack itself.
     pub seconds: f64,
+    /// What it ran on.
+    pub target: AttackTarget,
 }
 
 impl AttackOutcome {
@@ -64,6 +76,7 @@ impl AttackOutcome {
             samples,
             attack_seconds: self.seconds,
             seconds_per_sample: self.seconds / samples.max(1) as f64,
+            target: Some(self.target.clone()),
         }
     }
 
@@ -86,29 +99,68 @@ impl AttackOutcome {
     }
 }
 
+/// What the training run left for the attack stage: the truth of the recorded steps and the
+/// data party's tail at the first of them.
+pub struct Recorded {
+    /// What the data party really sent on the recorded training steps.
+    pub truth: Truth,
+    /// Its tail as it was at the first recorded step (Head–Body–Tail).
+    pub tail: Option<AnyModel>,
+}
+
 /// Runs every attack of `config` on what the model party of `split` observed.
 pub fn mount(
     config: &RunConfig,
     model: &OpenedModel,
     split: &mut Split,
-    task: TaskHead,
-    truth: &Truth,
+    data: &TaskData,
+    recorded: Recorded,
 ) -> Result<(PriorRecord, Vec<AttackOutcome>)> {
-    let view = AttackerView::of(split.model());
+    let task = data.head();
+    let training = AttackerView::of(split.model());
     anyhow::ensure!(
-        !view.observations.is_empty(),
+        !training.observations.is_empty(),
         "the model party observed no training step to attack"
     );
+    let inverts = config
+        .attacks
+        .iter()
+        .any(|a| a.kind() == AttackKind::Inversion);
+    let resent = match config.attacker.target {
+        InversionTarget::AfterTraining if inverts => Some(resend(config, split, data)?),
+        _ => None,
+    };
     let device = config.attacker.device(&config.split)?.probe()?.autodiff();
-    let prior = prior(config, model, split, task, truth, &device)?;
+    let prior = prior(config, model, split, task, &recorded, &device)?;
     let tokenizer = model.checkpoint.tokenizer()?;
     let decode = |ids: &[u32]| tokenizer.decode(ids, true).unwrap_or_default();
     let mut outcomes = Vec::new();
     for attack in &config.attacks {
+        let attacker = &config.attacker;
+        let (view, truth, target) = match (&resent, attack.kind()) {
+            (Some((view, truth)), AttackKind::Inversion) => (
+                view,
+                truth,
+                AttackTarget::AfterTraining {
+                    samples: truth.tokens.len(),
+                    split: attacker.split,
+                    batch_size: attacker.batch_size,
+                },
+            ),
+            _ => (
+                &training,
+                &recorded.truth,
+                AttackTarget::ObservedSteps {
+                    from: attacker.observe_from,
+                    steps: attacker.observe_steps,
+                    max_samples: attacker.max_samples,
+                },
+            ),
+        };
         let started = Instant::now();
         let inferred = attack
             .build()
-            .run(&view, &prior, &device)
+            .run(view, &prior, &device)
             .with_context(|| format!("attack {}", attack.name()))?;
         let seconds = started.elapsed().as_secs_f64();
         let scores = score::score(attack.name(), &inferred, truth, decode)?;
@@ -116,29 +168,74 @@ pub fn mount(
             config: attack.clone(),
             scores,
             seconds,
+            target,
         });
     }
     let described = PriorRecord {
         white_box_head: prior.head.as_ref().map(|h| h.version),
         positive_is_minority: prior.positive_is_minority,
         known_positive: prior.known_positive,
+        tail_at_observed_step: prior.tail.is_some(),
     };
     Ok((described, outcomes))
 }
 
+/// The reference's inversion target: `samples` random examples of the configured split, sent
+/// through the data party's trained head in evaluation steps the model party records; returns
+/// what it recorded and the examples' real tokens.
+fn resend(config: &RunConfig, split: &mut Split, data: &TaskData) -> Result<(AttackerView, Truth)> {
+    let attacker = &config.attacker;
+    let set = match attacker.split {
+        SampleSplit::Train => data.training_set(),
+        SampleSplit::Test => data.held_out_set().context(
+            "attacker.split = \"test\": this task scores its held-out set by generating, so \
+             it has no held-out batches to re-send; use split = \"train\"",
+        )?,
+    };
+    let mut indices =
+        splitlm_tasks::dataset::permutation(set.len(), config.train.seed ^ 0x5eed_a77a);
+    indices.truncate(attacker.samples);
+    split.model().observe(ObservationLimits {
+        steps: 0,
+        max_samples: usize::MAX,
+        inference: true,
+        ..ObservationLimits::default()
+    });
+    let device = Predictor::device(split);
+    let mut truth = Truth::default();
+    for chunk in indices.chunks(attacker.batch_size) {
+        let (batch, _) = set.batch(chunk, &device)?;
+        split.predict(&batch)?;
+        truth.tokens.extend(real_tokens(&batch, usize::MAX)?);
+    }
+    let view = AttackerView::of(split.model());
+    split.model().observe(ObservationLimits {
+        steps: 0,
+        ..ObservationLimits::default()
+    });
+    Ok((view, truth))
+}
+
 /// The prior `config` declares: a white-box head when an inversion attack needs one, the
-/// minority assumption, and (for DS) the first observed positive.
+/// data party's tail at the observed step for BLI in Head–Body–Tail, the minority assumption,
+/// and (for DS) the first observed positive.
 fn prior(
     config: &RunConfig,
     model: &OpenedModel,
     split: &mut Split,
     task: TaskHead,
-    truth: &Truth,
+    recorded: &Recorded,
     device: &Device,
 ) -> Result<Prior> {
     let mut prior = Prior {
         positive_is_minority: config.attacker.positive_is_minority,
-        known_positive: truth.labels.iter().position(|&l| l == 1),
+        known_positive: recorded.truth.labels.iter().position(|&l| l == 1),
+        tail: config
+            .attacks
+            .iter()
+            .any(|a| matches!(a, AttackConfig::Bli(_)))
+            .then(|| recorded.tail.clone())
+            .flatten(),
         ..Prior::default()
     };
     if config

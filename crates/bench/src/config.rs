@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use splitlm_attacks::{AttackConfig, AttackKind, HeadVersion};
+use splitlm_attacks::{AttackConfig, BliObjective, BliSettings, HeadVersion};
 use splitlm_defenses::DefenseConfig;
 use splitlm_device::DeviceSpec;
 use splitlm_nn::generate::Sampling;
@@ -61,15 +61,28 @@ pub struct RunConfig {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AttackerConfig {
+    /// What inversion attacks invert: samples re-sent after training (the reference's) or the
+    /// recorded training steps. Label attacks always work on the recorded training steps.
+    pub target: InversionTarget,
+    /// `target = "after_training"`: how many random samples are re-sent and inverted (the
+    /// reference's `attack_sample_num`).
+    pub samples: usize,
+    /// `target = "after_training"`: which split they are drawn from (the reference's
+    /// `target_data`).
+    pub split: SampleSplit,
+    /// `target = "after_training"`: the batch size they are sent in (the reference's attack
+    /// `batch_size`; padding follows the batch).
+    pub batch_size: usize,
     /// Training steps served before recording starts (0: the first step is recorded; the
     /// number of steps minus one: the last).
     pub observe_from: u64,
     /// This many training steps are recorded.
     pub observe_steps: u64,
-    /// At most this many samples of each recorded step are kept (and attacked).
+    /// At most this many samples of each recorded step are kept (and attacked; the default
+    /// keeps the whole batch, as the reference's label attacks take it).
     pub max_samples: usize,
-    /// The white-box head inversion attacks get: the pretrained weights or the data party's
-    /// fine-tuned head.
+    /// The white-box head inversion attacks get: the data party's fine-tuned head (the
+    /// reference's) or the public pretrained weights.
     pub head: HeadVersion,
     /// NS's prior: the positive class is the rarer one.
     pub positive_is_minority: bool,
@@ -80,14 +93,39 @@ pub struct AttackerConfig {
 impl Default for AttackerConfig {
     fn default() -> Self {
         Self {
+            target: InversionTarget::AfterTraining,
+            samples: 100,
+            split: SampleSplit::Test,
+            batch_size: 32,
             observe_from: 0,
             observe_steps: 1,
-            max_samples: 8,
-            head: HeadVersion::Pretrained,
+            max_samples: 4096,
+            head: HeadVersion::FineTuned,
             positive_is_minority: false,
             device: None,
         }
     }
+}
+
+/// What inversion attacks invert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InversionTarget {
+    /// After training, `samples` random examples are sent through the data party's trained
+    /// head (evaluation steps the model party records), as the reference does.
+    AfterTraining,
+    /// The activations of the recorded training steps.
+    ObservedSteps,
+}
+
+/// A split of the task's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleSplit {
+    /// The training examples.
+    Train,
+    /// The held-out examples.
+    Test,
 }
 
 impl AttackerConfig {
@@ -200,17 +238,32 @@ impl RunConfig {
             })
         );
         for (i, attack) in self.attacks.iter().enumerate() {
-            if attack.kind() == AttackKind::LabelInference && !classifier_at_model_party {
+            let needs_logits = matches!(
+                attack,
+                AttackConfig::Dls(_)
+                    | AttackConfig::Bli(BliSettings {
+                        objective: BliObjective::OutputGradient,
+                        ..
+                    })
+            );
+            if needs_logits && !classifier_at_model_party {
                 return Err(ConfigError::invalid(
                     &format!("attacks[{i}]"),
                     format!(
-                        "{} infers labels from the gradient of the task head's output, which \
-                         the model party only receives in Head–Tail with the task head at the \
-                         model party",
+                        "{} reads the gradient of the task head's logits, which the model \
+                         party only receives in Head–Tail with the task head at the model party",
                         attack.name()
                     ),
                 ));
             }
+        }
+        if self.attacker.target == InversionTarget::AfterTraining
+            && (self.attacker.samples == 0 || self.attacker.batch_size == 0)
+        {
+            return Err(ConfigError::invalid(
+                "attacker",
+                "samples and batch_size must be at least 1 with target = \"after_training\"",
+            ));
         }
         if !self.attacks.is_empty() && self.split.partition.is_none() {
             return Err(ConfigError::invalid(

@@ -188,7 +188,7 @@ pub fn train_labelled(
         |event| progress.training(&event),
     )?;
     progress.training_ended();
-    let truth = recorder.into_truth();
+    let recorded = recorder.into_recorded();
     let (sent, received) = traffic_delta(traffic_before, run.learner().traffic());
     let (eval_sent, eval_received) = eval_bytes.into_inner();
     let (sent, received) = (sent - eval_sent, received - eval_received);
@@ -199,13 +199,7 @@ pub fn train_labelled(
     let attacked = match run.split_mut() {
         Some(split) if !config.attacks.is_empty() => {
             progress.note("attacking what the model party observed…");
-            Some(attack_stage::mount(
-                config,
-                &model,
-                split,
-                data.head(),
-                &truth,
-            )?)
+            Some(attack_stage::mount(config, &model, split, &data, recorded)?)
         }
         _ => None,
     };

@@ -184,6 +184,35 @@ pub struct PriorRecord {
     pub positive_is_minority: bool,
     /// DS's known positive sample.
     pub known_positive: Option<usize>,
+    /// BLI (Head–Body–Tail) got a copy of the data party's tail as it was at the observed
+    /// step (the reference's assumption).
+    #[serde(default)]
+    pub tail_at_observed_step: bool,
+}
+
+/// What an attack ran on.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AttackTarget {
+    /// Samples sent through the trained head after training (the reference's inversion
+    /// target).
+    AfterTraining {
+        /// How many.
+        samples: usize,
+        /// From which split.
+        split: crate::config::SampleSplit,
+        /// In batches of.
+        batch_size: usize,
+    },
+    /// The recorded training steps.
+    ObservedSteps {
+        /// Training steps served before recording started.
+        from: u64,
+        /// Steps recorded.
+        steps: u64,
+        /// Samples kept per step.
+        max_samples: usize,
+    },
 }
 
 /// One attack mounted on a training run.
@@ -216,6 +245,9 @@ pub struct AttackRecord {
     /// Per attacked sample.
     #[serde(default)]
     pub seconds_per_sample: f64,
+    /// What the attack ran on (absent in records written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<AttackTarget>,
 }
 
 /// An evaluation.

@@ -22,6 +22,7 @@ pub struct TruthRecorder<'a> {
     steps_left: u64,
     max_samples: usize,
     truth: Truth,
+    tail: Option<splitlm_zoo::AnyModel>,
 }
 
 impl<'a> TruthRecorder<'a> {
@@ -33,6 +34,16 @@ impl<'a> TruthRecorder<'a> {
             steps_left: limits.steps,
             max_samples: limits.max_samples,
             truth: Truth::default(),
+            tail: None,
+        }
+    }
+
+    /// What was recorded: the truth, and the data party's tail as it was at the first
+    /// recorded step (before that step's update).
+    pub fn into_recorded(self) -> crate::attack_stage::Recorded {
+        crate::attack_stage::Recorded {
+            truth: self.truth,
+            tail: self.tail,
         }
     }
 
@@ -42,23 +53,11 @@ impl<'a> TruthRecorder<'a> {
     }
 
     fn record(&mut self, batch: &TokenBatch, labels: &Labels) -> Result<(), TrainError> {
-        let [b, s] = batch.dims();
-        let rows = b.min(self.max_samples);
-        let ints = |t: burn::tensor::Tensor<2, burn::tensor::Int>| {
-            t.into_data()
-                .try_into_vec_as::<i64>()
-                .map_err(|e| TrainError::Setting(format!("reading token ids: {e:?}")))
-        };
-        let ids = ints(batch.input_ids.clone())?;
-        let mask = ints(batch.attention_mask.clone())?;
-        for row in 0..rows {
-            self.truth.tokens.push(
-                (0..s)
-                    .filter(|&t| mask[row * s + t] != 0)
-                    .map(|t| ids[row * s + t] as u32)
-                    .collect(),
-            );
+        let rows = batch.dims()[0].min(self.max_samples);
+        if self.tail.is_none() {
+            self.tail = self.inner.data_tail();
         }
+        self.truth.tokens.extend(real_tokens(batch, rows)?);
         if let Labels::Classes(classes) = labels {
             let classes = classes
                 .clone()
@@ -71,6 +70,26 @@ impl<'a> TruthRecorder<'a> {
         }
         Ok(())
     }
+}
+
+/// The tokens at the real positions of the first `rows` rows of `batch`.
+pub fn real_tokens(batch: &TokenBatch, rows: usize) -> Result<Vec<Vec<u32>>, TrainError> {
+    let [b, s] = batch.dims();
+    let ints = |t: burn::tensor::Tensor<2, burn::tensor::Int>| {
+        t.into_data()
+            .try_into_vec_as::<i64>()
+            .map_err(|e| TrainError::Setting(format!("reading token ids: {e:?}")))
+    };
+    let ids = ints(batch.input_ids.clone())?;
+    let mask = ints(batch.attention_mask.clone())?;
+    Ok((0..b.min(rows))
+        .map(|row| {
+            (0..s)
+                .filter(|&t| mask[row * s + t] != 0)
+                .map(|t| ids[row * s + t] as u32)
+                .collect()
+        })
+        .collect())
 }
 
 impl Predictor for TruthRecorder<'_> {
@@ -116,6 +135,10 @@ impl Learner for TruthRecorder<'_> {
 
     fn traffic(&self) -> Option<Traffic> {
         self.inner.traffic()
+    }
+
+    fn data_tail(&self) -> Option<splitlm_zoo::AnyModel> {
+        self.inner.data_tail()
     }
 }
 
@@ -170,8 +193,7 @@ mod tests {
             from_step: 1,
             steps: 1,
             max_samples: 2,
-            weight_gradients: false,
-            slices: false,
+            ..ObservationLimits::default()
         };
         let mut recorder = TruthRecorder::new(&mut inner, limits);
         for step in 0..3u32 {

@@ -192,7 +192,7 @@ impl ModelParty {
                             report.train_steps += 1;
                         }
                         Mode::Eval => {
-                            self.eval_step(transport, &forward)?;
+                            self.eval_step(transport, session, &forward)?;
                             report.eval_steps += 1;
                         }
                         Mode::Prefill | Mode::Infer => {
@@ -279,12 +279,32 @@ impl ModelParty {
     fn eval_step(
         &self,
         transport: &mut dyn Transport,
+        session: u64,
         forward: &Forwarded,
     ) -> Result<(), PartyError> {
         let hidden = forward.hidden(&self.device.clone().inner())?;
         let model = self.lock().slice.model().valid();
-        let output = wire::pack_output(run_slice(&model, hidden)?);
-        self.send_output(transport, forward.step, output)?;
+        let (kind, packed) = wire::pack_output(run_slice(&model, hidden)?);
+        let output = self.send_output(transport, forward.step, (kind, packed))?;
+        let mut shared = self.lock();
+        if let Some(observer) = shared.observer.as_mut()
+            && observer.wants_inference(session)
+        {
+            let no_gradient = TensorFrame::from_f32(vec![0], &[], self.wire_dtype)?;
+            observer.on_inference_step(ObservedStep {
+                session,
+                step: forward.step,
+                hidden: &forward.hidden,
+                attention_mask: &forward.attention_mask,
+                positions: &forward.positions,
+                output_kind: kind,
+                output: &output,
+                output_grad: &no_gradient,
+                weight_gradients: &[],
+                slice_before: None,
+                slice_after: None,
+            });
+        }
         Ok(())
     }
 

@@ -26,6 +26,15 @@ pub trait StepObserver: Any + Send {
     /// A training step [`StepObserver::wants`] asked for, after the slice's update and before
     /// the input gradient goes back.
     fn on_train_step(&mut self, step: ObservedStep<'_>);
+
+    /// Whether to be told of the evaluation steps of `session` (none unless overridden).
+    fn wants_inference(&self, _session: u64) -> bool {
+        false
+    }
+
+    /// An evaluation step, after its output went back: what crossed (no gradient, no weight
+    /// gradients, no slices).
+    fn on_inference_step(&mut self, _step: ObservedStep<'_>) {}
 }
 
 /// What an observer wants of a training step besides the tensors that crossed.
@@ -81,6 +90,9 @@ pub struct ObservationLimits {
     /// Also keep the slice as it was before and after each recorded step. Burn modules share
     /// their tensors, so a snapshot costs only the parameters the step changed.
     pub slices: bool,
+    /// Also record evaluation steps (their activations and outputs; the gradient frames are
+    /// empty): the reference's inversion attacks re-send samples through the trained head.
+    pub inference: bool,
 }
 
 impl Default for ObservationLimits {
@@ -91,6 +103,7 @@ impl Default for ObservationLimits {
             max_samples: 64,
             weight_gradients: false,
             slices: false,
+            inference: false,
         }
     }
 }
@@ -177,7 +190,21 @@ impl StepObserver for Recorder {
             })
     }
 
+    fn wants_inference(&self, _session: u64) -> bool {
+        self.limits.inference
+    }
+
+    fn on_inference_step(&mut self, seen: ObservedStep<'_>) {
+        self.keep(seen);
+    }
+
     fn on_train_step(&mut self, seen: ObservedStep<'_>) {
+        self.keep(seen);
+    }
+}
+
+impl Recorder {
+    fn keep(&mut self, seen: ObservedStep<'_>) {
         if let (Some(before), Some(after)) = (seen.slice_before, seen.slice_after) {
             self.slices.push(SliceSnapshot {
                 session: seen.session,
@@ -190,7 +217,7 @@ impl StepObserver for Recorder {
         self.observations.push(Observation {
             session: seen.session,
             step: seen.step,
-            batch_rows: seen.output_grad.shape.first().copied().unwrap_or(0),
+            batch_rows: seen.hidden.shape.first().copied().unwrap_or(0),
             hidden: rows(seen.hidden),
             attention_mask: rows(seen.attention_mask),
             positions: rows(seen.positions),

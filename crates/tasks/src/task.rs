@@ -165,6 +165,26 @@ impl TaskData {
         }
     }
 
+    /// The held-out examples as batches with their labels (classification and span QA; the
+    /// held-out set of a generation task is scored by generating, so it has none).
+    pub fn held_out_set(&self) -> Option<Box<dyn TrainingSet + '_>> {
+        match self {
+            TaskData::Labelled { encoder, eval, .. } => Some(Box::new(LabelledTexts {
+                encoder,
+                examples: eval,
+            })),
+            TaskData::Spans {
+                encoder,
+                eval_features,
+                ..
+            } => Some(Box::new(QaFeatures {
+                encoder,
+                features: eval_features,
+            })),
+            TaskData::Generation { .. } => None,
+        }
+    }
+
     /// Sizes of the training and held-out sets.
     pub fn sizes(&self) -> (usize, usize) {
         match self {

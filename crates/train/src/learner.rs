@@ -35,6 +35,11 @@ pub trait Learner: Predictor {
     fn traffic(&self) -> Option<Traffic> {
         None
     }
+    /// The data party's tail as it stands (Head–Body–Tail split learners): the benchmark hands
+    /// a copy to attackers whose prior declares one.
+    fn data_tail(&self) -> Option<splitlm_zoo::AnyModel> {
+        None
+    }
 }
 
 /// A party's failure as a task sees it.
@@ -131,6 +136,10 @@ impl Learner for Split {
 
     fn traffic(&self) -> Option<Traffic> {
         Some(self.data.traffic())
+    }
+
+    fn data_tail(&self) -> Option<splitlm_zoo::AnyModel> {
+        self.data.tail().map(|t| t.model().clone())
     }
 }
 

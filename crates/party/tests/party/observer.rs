@@ -84,3 +84,66 @@ fn an_observer_sees_each_training_step_and_no_evaluation_step() {
     );
     assert!(s.model.observations().is_empty(), "no recorder installed");
 }
+
+#[test]
+fn the_recorder_keeps_evaluation_steps_when_asked_and_replays_its_training_steps_exactly() {
+    use splitlm_party::replay::{input_gradient, weight_gradients};
+    use splitlm_party::{ObservationLimits, wire};
+
+    let work = Workload::classify("llama");
+    let mut s = split(
+        &work,
+        Partition::head_body_tail(1, 1),
+        &Trainability::default(),
+        &OptimizerConfig::sgd(0.1),
+        &cpu(),
+        &cpu(),
+    );
+    s.model.observe(ObservationLimits {
+        steps: 1,
+        weight_gradients: true,
+        slices: true,
+        inference: true,
+        ..ObservationLimits::default()
+    });
+    let batch = work.batch(&s.data.device());
+    let labels = work.labels(&batch);
+    s.data.train_step(&batch, &labels).unwrap();
+    s.data.eval_step(&batch).unwrap();
+    s.data.finish().unwrap();
+    s.server.join().unwrap().unwrap();
+
+    let seen = s.model.observations();
+    assert_eq!(seen.len(), 2, "the training step and the evaluation step");
+    let (train, eval) = (&seen[0], &seen[1]);
+    assert!(
+        eval.output_grad.shape.iter().product::<usize>() == 0,
+        "no gradient in evaluation"
+    );
+    assert_eq!(eval.hidden.shape, train.hidden.shape);
+    assert_eq!(eval.positions, train.positions);
+
+    // Replaying the recorded step through the slice as it was gives back the weight gradients
+    // the model party used (positions matter: a decoder with left and right padding).
+    let device = cpu();
+    let before = &s.model.observed_slices()[0].before;
+    let received = train.received(&device).unwrap();
+    let grad = wire::output_tensor(train.output_kind, &train.output_grad, &device).unwrap();
+    let replayed = weight_gradients(before, received.clone(), grad.clone()).unwrap();
+    assert_eq!(replayed.len(), train.weight_gradients.len());
+    for (r, w) in replayed.iter().zip(&train.weight_gradients) {
+        assert_eq!(r.path, w.path);
+        let err = r
+            .values
+            .iter()
+            .zip(&w.values)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(err < 1e-5, "{}: replayed gradient differs by {err}", r.path);
+    }
+    let input = input_gradient(before, received, grad).unwrap();
+    assert_eq!(
+        input.dims(),
+        [train.hidden.shape[0], train.hidden.shape[1], 32]
+    );
+}
