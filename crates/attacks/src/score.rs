@@ -205,6 +205,32 @@ mod tests {
         assert!(inversion(&truth, &shuffled[..1], decode).is_err());
     }
 
+    /// `fixtures/vflair/scores.json`: NS's AP as `metrics/data_process.py` reports it.
+    #[test]
+    fn ns_ap_is_the_reference_s() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/vflair/scores.json"
+        );
+        let fixture: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for case in fixture["ns_ap"].as_array().unwrap() {
+            let acc = case["acc"].as_f64().unwrap();
+            // Eight binary samples, `acc` of them guessed right.
+            let right = (acc * 8.0).round() as usize;
+            let truth = [1usize; 8];
+            let guesses: Vec<LabelGuess> = (0..8)
+                .map(|i| LabelGuess {
+                    label: usize::from(i < right),
+                    score: 0.0,
+                })
+                .collect();
+            let s = labels(&truth, &guesses, false, LabelAp::EitherOrientation).unwrap();
+            assert_eq!(s.accuracy, acc);
+            assert_eq!(s.ap, case["ap"].as_f64().unwrap(), "{case}");
+        }
+    }
+
     #[test]
     fn label_scores_give_auc_only_to_positive_scores_of_binary_tasks() {
         let guess = |label, score| LabelGuess { label, score };

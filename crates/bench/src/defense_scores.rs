@@ -59,6 +59,43 @@ mod tests {
         );
     }
 
+    /// `fixtures/vflair/scores.json`: the reference's own `cal_dcs` and `average`
+    /// (`metrics/data_process.py`) run by `fixtures/vflair/scores.py`.
+    #[test]
+    fn scores_match_the_reference_functions() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/vflair/scores.json"
+        );
+        let fixture: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let f = |v: &serde_json::Value| v.as_f64().unwrap();
+        let list = |v: &serde_json::Value| v.as_array().unwrap().iter().map(f).collect::<Vec<_>>();
+        for case in fixture["dcs"].as_array().unwrap() {
+            let ours = dcs(
+                f(&case["ap"]),
+                f(&case["mp"]),
+                f(&case["mp0"]),
+                f(&case["beta"]),
+            );
+            assert!((ours - f(&case["dcs"])).abs() < 1e-12, "{case}: {ours}");
+        }
+        for case in fixture["t_dcs"].as_array().unwrap() {
+            let ours = t_dcs(&list(&case["dcs"])).unwrap();
+            assert!((ours - f(&case["t_dcs"])).abs() < 1e-12, "{case}: {ours}");
+        }
+        // The reference averages the types it tested (-1 marks the others), as the report's
+        // equal weights over the types present do.
+        let c = &fixture["c_dcs"];
+        let tested: Vec<(f64, f64)> = list(&c["t_dcs"])
+            .into_iter()
+            .filter(|&t| t != -1.0)
+            .map(|t| (1.0, t))
+            .collect();
+        let ours = c_dcs(&tested).unwrap();
+        assert!((ours - f(&c["c_dcs"])).abs() < 1e-12, "{ours}");
+    }
+
     #[test]
     fn type_and_comprehensive_scores_average() {
         assert_eq!(t_dcs(&[0.5, 1.0]), Some(0.75));
