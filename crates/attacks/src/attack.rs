@@ -86,7 +86,8 @@ impl Prior {
 /// What an attack inferred, per observed sample in observation order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inferred {
-    /// Input tokens (each sample's real positions).
+    /// Input tokens, per sample: every padded position with the reference's `mask = "none"`
+    /// (the default), the real positions with `mask = "real"` ([`crate::InversionMask`]).
     Tokens(Vec<Recovered>),
     /// Labels with the attack's confidence.
     Labels(Vec<LabelGuess>),
@@ -114,9 +115,9 @@ pub trait Attack {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AttackConfig {
-    /// Vanilla model inversion (white-box).
+    /// Vanilla model inversion (white-box; the reference's `VanillaModelInversion_WhiteBox`).
     Vmi(#[serde(default)] VmiSettings),
-    /// Relaxation-based white-box inversion.
+    /// Relaxation-based white-box inversion (the reference's `WhiteBoxInversion`).
     Rwi(#[serde(default)] RwiSettings),
     /// Batch label inference by gradient matching (Head–Tail, classifier at the model party).
     Bli(#[serde(default)] BliSettings),
@@ -232,12 +233,14 @@ impl Attack for Configured {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{InversionMask, InversionObjective};
 
     #[test]
     fn configs_parse_with_reference_defaults_and_refuse_unknown_fields() {
         let list: Vec<AttackConfig> = serde_json::from_str(
             r#"[{"kind": "vmi"}, {"kind": "rwi", "steps": 10}, {"kind": "bli"}, {"kind": "ns"},
-                {"kind": "vmi", "objective": "cross_entropy", "lr": 0.001, "steps": 400}]"#,
+                {"kind": "vmi", "objective": "mse", "mask": "real", "lr": 0.001, "steps": 400},
+                {"kind": "rwi", "objective": "mse", "mask": "real"}]"#,
         )
         .unwrap();
         assert_eq!(list[0], AttackConfig::Vmi(VmiSettings::default()));
@@ -250,14 +253,44 @@ mod tests {
         );
         assert_eq!(list[2], AttackConfig::Bli(BliSettings::default()));
         assert_eq!(list[3].kind(), AttackKind::LabelInference);
-        let AttackConfig::Vmi(ce) = &list[4] else {
+        // The reference's defaults: its `loss_type` defaults to cross-entropy in both attacks
+        // (VanillaModelInversion_WhiteBox.py l.90-96, WhiteBoxInversion.py l.51-57), and its
+        // dummy head runs without the attention mask, every padded position decoded.
+        let vmi = VmiSettings::default();
+        assert_eq!((vmi.steps, vmi.lr), (100, 1e-2));
+        assert_eq!(vmi.objective, InversionObjective::CrossEntropy);
+        assert_eq!(vmi.mask, InversionMask::None);
+        let rwi = RwiSettings::default();
+        assert_eq!((rwi.steps, rwi.lr, rwi.temperature), (300, 5e-3, 0.05));
+        assert_eq!(rwi.objective, InversionObjective::CrossEntropy);
+        assert_eq!(rwi.mask, InversionMask::None);
+        // splitlm's former behaviour, by name.
+        let AttackConfig::Vmi(ours) = &list[4] else {
             panic!("{:?}", list[4])
         };
-        assert_eq!(ce.objective, crate::VmiObjective::CrossEntropy);
-        let err = serde_json::from_str::<AttackConfig>(r#"{"kind": "vmi", "stepz": 3}"#)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("stepz"), "{err}");
+        assert_eq!(ours.objective, InversionObjective::Mse);
+        assert_eq!(ours.mask, InversionMask::Real);
+        let AttackConfig::Rwi(ours) = &list[5] else {
+            panic!("{:?}", list[5])
+        };
+        assert_eq!(
+            (ours.objective, ours.mask),
+            (InversionObjective::Mse, InversionMask::Real)
+        );
+        // Recorded with the run: `params()` carries the new fields.
+        let params = list[0].build().params();
+        assert_eq!(params["objective"], "cross_entropy", "{params}");
+        assert_eq!(params["mask"], "none", "{params}");
+        for (bad, word) in [
+            (r#"{"kind": "vmi", "stepz": 3}"#, "stepz"),
+            (r#"{"kind": "vmi", "mask": "padded"}"#, "padded"),
+            (r#"{"kind": "rwi", "objective": "kl"}"#, "kl"),
+        ] {
+            let err = serde_json::from_str::<AttackConfig>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(word), "{err}");
+        }
         let err = serde_json::from_str::<AttackConfig>(r#"{"kind": "ns", "x": 1}"#)
             .unwrap_err()
             .to_string();
@@ -267,5 +300,15 @@ mod tests {
             ..VmiSettings::default()
         });
         assert!(zero.validate().unwrap_err().to_string().contains("steps"));
+        let cold = AttackConfig::Rwi(RwiSettings {
+            temperature: 0.0,
+            ..RwiSettings::default()
+        });
+        assert!(
+            cold.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("temperature")
+        );
     }
 }

@@ -221,7 +221,7 @@ impl WeightProblem {
                 return Err(fail(format!(
                     "{rows} samples × {c} classes × {width} trainable weights would take {} MiB \
                      of weight gradients; BLI is meant for adapters or small slices",
-                    rows * c * width * 4 >> 20
+                    (rows * c * width * 4) >> 20
                 )));
             }
             for class in 0..c {

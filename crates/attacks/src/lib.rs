@@ -20,8 +20,11 @@ pub use attack::{
 };
 pub use bli::{BliObjective, BliSettings, bli, bli_dummy_labels};
 pub use inversion::{
-    Recovered, RwiSettings, VmiObjective, VmiSettings, rwi, token_precision_recall, vmi,
+    InversionMask, InversionObjective, Recovered, RwiSettings, VmiObjective, VmiSettings, rwi,
+    token_precision_recall, vmi,
 };
+#[doc(hidden)]
+pub use inversion::{ObjectiveProbe, ProbeBatch, probe_objective};
 pub use label::{LabelGuess, direct_label_scoring, direction_scoring, norm_scoring, roc_auc};
 
 use splitlm_party::{ModelParty, Observation, SliceSnapshot};

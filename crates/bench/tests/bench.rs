@@ -1,7 +1,8 @@
 //! The jobs end to end on the real demo assets, at toy sizes: train with checkpoints, evaluate
 //! the saved state, generate through the split; records land in the JSON-lines file.
 
-use splitlm_bench::records::{self, Record};
+use splitlm_bench::config::SampleSplit;
+use splitlm_bench::records::{self, AttackTarget, Record};
 use splitlm_bench::{Quiet, RunConfig, jobs};
 use splitlm_nn::testing::asset;
 use splitlm_partition::Partition;
@@ -211,7 +212,8 @@ fn a_defense_grid_trains_attacks_and_reports_every_setting() {
     let overrides = vec![
         "task.train_examples=32".to_string(),
         "task.eval_examples=32".to_string(),
-        "attacker.max_samples=2".to_string(),
+        "attacker.samples=2".to_string(),
+        "attacker.batch_size=2".to_string(),
         "task.max_len=24".to_string(),
         format!("output.records={}", records_path.display()),
     ];
@@ -251,7 +253,7 @@ fn a_defense_grid_trains_attacks_and_reports_every_setting() {
         assert_eq!(attack.samples, 2);
         assert_eq!(
             attack.prior.white_box_head,
-            Some(splitlm_attacks::HeadVersion::Pretrained)
+            Some(splitlm_attacks::HeadVersion::FineTuned)
         );
     }
 
@@ -321,7 +323,7 @@ fn label_attacks_run_through_a_head_tail_grid_and_noise_on_gradients_blunts_them
     config.attacks.retain(|a| a.name() != "vmi");
     let grid = config.grid.as_mut().unwrap();
     grid.settings
-        .retain(|s| ["none", "grad Laplace ε=0.5"].contains(&s.name.as_str()));
+        .retain(|s| ["none", "grad Laplace ε=0.05"].contains(&s.name.as_str()));
     let report = jobs::grid(&config, &mut Quiet).unwrap().report;
     eprintln!("{}", report.table());
     let ap = |row: usize, name: &str| {
@@ -335,7 +337,70 @@ fn label_attacks_run_through_a_head_tail_grid_and_noise_on_gradients_blunts_them
     assert_eq!(ap(0, "dls"), 1.0, "{}", report.table());
     assert_eq!(ap(0, "bli"), 1.0, "{}", report.table());
     assert_eq!(ap(0, "ds"), 1.0, "{}", report.table());
-    // b = 0.2 / 0.5 = 0.4 against logit gradients of about 1/32: the labels are noise.
+    // The reference's b = Δf / ε = 0.01 / 0.05 = 0.2 against logit gradients of about 1/32:
+    // the labels are noise.
     assert!(ap(1, "dls") < 0.9, "{}", report.table());
     assert!(report.rows[1].t_dcs["label_inference"] > report.rows[0].t_dcs["label_inference"]);
+}
+
+/// The reference's attack setting on a Head–Body–Tail run: label attacks on the first
+/// training batch (BLI through the data party's tail, which its prior declares), inversion on
+/// samples re-sent through the trained head after training.
+#[test]
+fn head_body_tail_runs_label_attacks_and_inverts_samples_sent_after_training() {
+    asset(splitlm_assets::Asset::MiniLm);
+    asset(splitlm_assets::Asset::Sentiment);
+    let dir = tempfile::tempdir().unwrap();
+    let records_path = dir.path().join("hbt.jsonl");
+    let toml = format!(
+        "[model]\nsource = \"minilm\"\n\
+         [split]\npartition = {{ kind = \"head_body_tail\", n_head = 2, n_tail = 2 }}\n\
+         [finetune]\nstrategy = \"lora\"\nembeddings = false\n\
+         [task]\nkind = \"sentiment\"\nmax_len = 24\ntrain_examples = 16\neval_examples = 8\n\
+         [train]\nbatch_size = 8\n\
+         [attacker]\nsamples = 3\nbatch_size = 2\nsplit = \"train\"\n\
+         [[attacks]]\nkind = \"bli\"\nsteps = 100\n\
+         [[attacks]]\nkind = \"ns\"\n\
+         [[attacks]]\nkind = \"vmi\"\nsteps = 5\n\
+         [output]\nrecords = \"{}\"\n",
+        records_path.display()
+    );
+    let config = RunConfig::from_toml(&toml, &[]).unwrap();
+    jobs::train(&config, &mut Quiet).unwrap();
+    let lines = records::read(&records_path).unwrap();
+    let attacks: Vec<_> = lines.iter().filter_map(|l| l.as_attack()).collect();
+    assert_eq!(attacks.len(), 3);
+    let (bli, ns, vmi) = (attacks[0], attacks[1], attacks[2]);
+    for label in [bli, ns] {
+        assert_eq!(
+            label.samples, 8,
+            "{}: the whole first batch",
+            label.attack.name
+        );
+        assert_eq!(
+            label.target,
+            Some(AttackTarget::ObservedSteps {
+                from: 0,
+                steps: 1,
+                max_samples: 4096
+            })
+        );
+    }
+    assert!(bli.prior.tail_at_observed_step, "BLI got the tail");
+    assert!((0.0..=1.0).contains(&bli.ap));
+    assert!(ns.ap >= 0.5, "NS reports max(acc, 1 − acc): {}", ns.ap);
+    assert_eq!(vmi.samples, 3, "three samples re-sent after training");
+    assert_eq!(
+        vmi.target,
+        Some(AttackTarget::AfterTraining {
+            samples: 3,
+            split: SampleSplit::Train,
+            batch_size: 2
+        })
+    );
+    assert_eq!(
+        vmi.prior.white_box_head,
+        Some(splitlm_attacks::HeadVersion::FineTuned),
+        "the reference's attacker holds the fine-tuned head"
+    );
 }

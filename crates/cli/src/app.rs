@@ -8,6 +8,8 @@
 //! splitlm generate configs/smollm2-chat.toml "What is the capital of France?"
 //! splitlm grid configs/grid-sentiment.toml
 //! splitlm report results/grid.jsonl --plot results/grid.svg
+//! splitlm check configs/sentiment.toml --set train.epochs=2
+//! splitlm import-vflair sst2_gpt_wo.json --out configs/sst2-gpt2.toml
 //! splitlm assets
 //! ```
 
@@ -19,6 +21,8 @@ use splitlm_assets::Asset;
 use splitlm_bench::{RunConfig, jobs, records, report};
 
 use crate::progress::Terminal;
+use crate::vflair::{ImportOptions, import_file};
+use crate::{check, files};
 
 #[derive(Parser)]
 #[command(
@@ -85,6 +89,35 @@ enum Command {
         #[arg(long)]
         plot: Option<PathBuf>,
     },
+    /// Validate a configuration without running it and print it fully resolved as TOML
+    /// (every default filled in, each attack's and defense's parameters included).
+    Check {
+        /// The run's TOML configuration.
+        config: PathBuf,
+        /// Overrides a configuration value, e.g. `--set train.epochs=2` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+    /// Turn a VFLAIR-LLM configuration (its configs/llm_configs/…/*.json) into a splitlm one,
+    /// refusing by name what has no equivalent; the result is checked as by `check`.
+    ImportVflair {
+        /// The reference's JSON configuration.
+        file: PathBuf,
+        /// Write the TOML here (atomically) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace an existing --out file.
+        #[arg(long, requires = "out")]
+        force: bool,
+        /// `model.source` to write instead of the reference's model path (a demo asset, a
+        /// Hugging Face directory or a GGUF file).
+        #[arg(long)]
+        model: Option<String>,
+        /// Leave out the attacks and defenses that have no equivalent (listed in the header)
+        /// instead of refusing the file.
+        #[arg(long)]
+        drop_unsupported: bool,
+    },
     /// Fetch the demo assets (models and datasets) into the cache.
     Assets {
         /// Only these assets (default: all).
@@ -135,6 +168,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(path) = plot {
                 report.plot(&path)?;
                 println!("plot: {}", path.display());
+            }
+            return Ok(());
+        }
+        Command::Check { config, overrides } => {
+            print!("{}", check::check(&config, &overrides)?);
+            return Ok(());
+        }
+        Command::ImportVflair {
+            file,
+            out,
+            force,
+            model,
+            drop_unsupported,
+        } => {
+            let options = ImportOptions {
+                model,
+                drop_unsupported,
+            };
+            let imported = import_file(&file, &options)?;
+            match out {
+                None => print!("{}", imported.toml),
+                Some(path) => {
+                    files::write_atomically(&path, &imported.toml, force)?;
+                    println!("wrote {}", path.display());
+                    for todo in &imported.todos {
+                        println!("TODO: {todo}");
+                    }
+                    for dropped in &imported.dropped {
+                        println!("dropped: {dropped}");
+                    }
+                }
             }
             return Ok(());
         }

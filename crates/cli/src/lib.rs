@@ -2,6 +2,9 @@
 //! done by `splitlm-bench` (experiments, records, reports) and the crates below it.
 
 pub mod app;
+pub mod check;
+pub mod files;
 mod progress;
+pub mod vflair;
 
 pub use progress::Terminal;

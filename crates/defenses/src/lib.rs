@@ -6,7 +6,13 @@
 //! a term to the data party's objective and train modules of its own with its own optimizer.
 //! Defenses compose as a list ([`Defenses`]), applied in order. A hook on the head's output
 //! must stay differentiable in its input: the data party backpropagates the model party's
-//! gradient through it (noise passes gradients unchanged, a sparsity mask zeroes them).
+//! gradient through it (noise passes gradients unchanged; sparsification passes them
+//! straight through, as the reference does, or through the kept elements only).
+//!
+//! Each defense defaults to what the reference system, VFLAIR-LLM (FLAIR-THU/VFLAIR-LLM at
+//! ff18565), does; where splitlm had its own behaviour before, that behaviour is a named option
+//! (see [`DefenseConfig`]). `fixtures/vflair/defenses.json`, written by the reference's own
+//! functions (`fixtures/vflair/defenses.py`), pins the defaults.
 
 mod config;
 mod dp;
@@ -17,9 +23,12 @@ use burn::tensor::{Gradients, Tensor};
 use splitlm_nn::TokenBatch;
 
 pub use config::DefenseConfig;
-pub use dp::{Crossing, DpNoise, gaussian_sigma};
-pub use mid::Mid;
-pub use sparsify::Sparsification;
+pub use dp::{Crossing, DpNoise, Laplace, gaussian_sigma};
+pub use mid::{KlScale, Mid, MidInit, MidPosition, MidSettings};
+pub use sparsify::{Selection, Sparsification};
+
+#[cfg(test)]
+mod fixtures;
 
 /// Where in a run a hook is called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +74,10 @@ pub trait Defense: Send {
         None
     }
 
-    /// Whether the defense trains modules of its own (then the head-side backward pass runs,
-    /// and [`Defense::update`] is called, even when the head itself is frozen).
+    /// Whether the defense trains modules of its own on the head side (then the head-side
+    /// backward pass runs, and [`Defense::update`] is called, even when the head itself is
+    /// frozen). Tail-side modules train through [`Defense::update_tail`], whose backward pass
+    /// runs in every training step anyway.
     fn is_trainable(&self) -> bool {
         false
     }
@@ -74,6 +85,19 @@ pub trait Defense: Send {
     /// Updates the defense's own modules with its own optimizer from the gradients of the
     /// head-side backward pass of a training step.
     fn update(&mut self, _grads: &Gradients, _ctx: &HookContext) {}
+
+    /// A term added to the data party's loss at its tail (Head–Body–Tail), built from what
+    /// [`Defense::on_received`] computed in the same training step (a bottleneck's KL at the
+    /// tail): it joins the task loss before the tail's backward pass, so it also shapes the
+    /// gradient sent back, as the reference adds its tail terms to the loss.
+    fn tail_loss(&mut self, _ctx: &HookContext) -> Option<Tensor<1>> {
+        None
+    }
+
+    /// Updates the defense's own tail-side modules from the gradients of the tail's backward
+    /// pass of a training step (the task loss plus every [`Defense::tail_loss`]), before the
+    /// tail's optimizer consumes them.
+    fn update_tail(&mut self, _grads: &Gradients, _ctx: &HookContext) {}
 }
 
 /// Defenses applied in order.
@@ -119,7 +143,7 @@ impl Defenses {
             .reduce(|a, b| a + b)
     }
 
-    /// Whether any defense trains modules of its own.
+    /// Whether any defense trains modules of its own on the head side.
     pub fn is_trainable(&self) -> bool {
         self.0.iter().any(|d| d.is_trainable())
     }
@@ -128,6 +152,21 @@ impl Defenses {
     pub fn update(&mut self, grads: &Gradients, ctx: &HookContext) {
         for d in &mut self.0 {
             d.update(grads, ctx);
+        }
+    }
+
+    /// The sum of every defense's [`Defense::tail_loss`], if any has one.
+    pub fn tail_loss(&mut self, ctx: &HookContext) -> Option<Tensor<1>> {
+        self.0
+            .iter_mut()
+            .filter_map(|d| d.tail_loss(ctx))
+            .reduce(|a, b| a + b)
+    }
+
+    /// Every defense's [`Defense::update_tail`].
+    pub fn update_tail(&mut self, grads: &Gradients, ctx: &HookContext) {
+        for d in &mut self.0 {
+            d.update_tail(grads, ctx);
         }
     }
 

@@ -182,13 +182,20 @@ impl DataParty {
                 ctx.step
             )));
         }
-        let grads = loss.backward();
+        // A defense at the tail (MID on the body's output) adds its term to the objective; the
+        // step's reported loss stays the task's.
+        let objective = match self.link.defenses.tail_loss(&ctx) {
+            Some(extra) => loss + extra,
+            None => loss,
+        };
+        let grads = objective.backward();
         let grad = returned
             .received
             .grad(&grads)
             .expect("the received output is a leaf of the loss");
         let grad = self.link.defenses.on_gradient(grad, &ctx);
         if let Some(tail) = &mut self.tail {
+            self.link.defenses.update_tail(&grads, &ctx);
             tail.apply_gradients(grads);
         }
         let input_grad =
