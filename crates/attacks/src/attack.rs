@@ -6,7 +6,9 @@ use burn::tensor::Device;
 use splitlm_zoo::AnyModel;
 
 use crate::inversion::{Recovered, RwiSettings, VmiSettings, rwi, vmi};
-use crate::label::{LabelGuess, direct_label_scoring, direction_scoring, norm_scoring};
+use crate::label::{
+    DlsSettings, LabelGuess, direct_label_scoring, direction_scoring, norm_scoring,
+};
 use crate::{AttackError, AttackerView, BliSettings, bli};
 
 /// What an attack goes after.
@@ -126,7 +128,7 @@ pub enum AttackConfig {
     /// Direction scoring (binary tasks; needs one known positive).
     Ds(#[serde(default)] NoSettings),
     /// Direct label scoring (Head–Tail, classifier at the model party).
-    Dls(#[serde(default)] NoSettings),
+    Dls(#[serde(default)] DlsSettings),
 }
 
 /// The settings of an attack that has none.
@@ -225,7 +227,7 @@ impl Attack for Configured {
                 })?;
                 Inferred::Labels(direction_scoring(view, known)?)
             }
-            AttackConfig::Dls(_) => Inferred::Labels(direct_label_scoring(view)?),
+            AttackConfig::Dls(s) => Inferred::Labels(direct_label_scoring(view, s)?),
         })
     }
 }
@@ -260,6 +262,13 @@ mod tests {
         assert_eq!((vmi.steps, vmi.lr), (100, 1e-2));
         assert_eq!(vmi.objective, InversionObjective::CrossEntropy);
         assert_eq!(vmi.mask, InversionMask::None);
+        // BatchLabelReconstruction_LLM: dummy labels from zero, Adam lr 0.05, 500 epochs (the
+        // reference's configs), matched on the model party's weight gradients.
+        let bli = BliSettings::default();
+        assert_eq!(
+            (bli.steps, bli.lr, bli.objective),
+            (500, 0.05, crate::BliObjective::WeightGradients)
+        );
         let rwi = RwiSettings::default();
         assert_eq!((rwi.steps, rwi.lr, rwi.temperature), (300, 5e-3, 0.05));
         assert_eq!(rwi.objective, InversionObjective::CrossEntropy);

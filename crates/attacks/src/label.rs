@@ -33,10 +33,33 @@ fn rows(view: &AttackerView, attack: &'static str) -> Result<Vec<Vec<f32>>, Atta
     Ok(out)
 }
 
+/// DLS settings.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DlsSettings {
+    /// How a row's label is read from its logit gradient.
+    pub rule: DlsRule,
+}
+
+/// DLS's reading of a logit gradient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DlsRule {
+    /// The reference's (`DirectLabelScoring_LLM`): the first negative entry; a row without one
+    /// gets a class drawn at random (seeded by the step and row here).
+    #[default]
+    FirstNegative,
+    /// The most negative entry (the true class whenever any entry is negative, noise aside).
+    ArgMin,
+}
+
 /// DLS (Head–Tail, classifier on the model party): for softmax cross-entropy the gradient of
-/// the logits is `(p − onehot(y)) / b`, negative at the true class only — so the label is the
-/// gradient's arg-min. Recovery is exact without a defense.
-pub fn direct_label_scoring(view: &AttackerView) -> Result<Vec<LabelGuess>, AttackError> {
+/// the logits is `(p − onehot(y)) / b`, negative at the true class only — so the label is where
+/// the gradient is negative. Recovery is exact without a defense.
+pub fn direct_label_scoring(
+    view: &AttackerView,
+    settings: &DlsSettings,
+) -> Result<Vec<LabelGuess>, AttackError> {
     if let Some(o) = view
         .observations
         .iter()
@@ -52,20 +75,36 @@ pub fn direct_label_scoring(view: &AttackerView) -> Result<Vec<LabelGuess>, Atta
     }
     Ok(rows(view, "dls")?
         .into_iter()
-        .map(|g| {
-            let (label, value) = g
+        .enumerate()
+        .map(|(row, g)| {
+            let (min_at, min) = g
                 .iter()
                 .enumerate()
                 .fold(
                     (0, f32::INFINITY),
                     |best, (i, &v)| if v < best.1 { (i, v) } else { best },
                 );
+            let label = match settings.rule {
+                DlsRule::ArgMin => min_at,
+                DlsRule::FirstNegative => g
+                    .iter()
+                    .position(|&v| v < 0.0)
+                    .unwrap_or_else(|| random_class(row, g.len())),
+            };
             LabelGuess {
                 label,
-                score: -(value as f64),
+                score: -(min as f64),
             }
         })
         .collect())
+}
+
+/// A class for `row` drawn by a fixed hash (splitmix64), so runs repeat.
+fn random_class(row: usize, classes: usize) -> usize {
+    let mut z = (row as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((z ^ (z >> 31)) % classes.max(1) as u64) as usize
 }
 
 /// NS (Li et al. 2022) as the reference computes it (`NormbasedScoring_LLM`): the per-sample
@@ -214,15 +253,18 @@ mod tests {
             OutputKind::ClassLogits,
             &[vec![0.2, -0.5, 0.3], vec![-0.1, 0.05, 0.05]],
         );
-        let labels: Vec<usize> = direct_label_scoring(&v)
+        let labels: Vec<usize> = direct_label_scoring(&v, &DlsSettings::default())
             .unwrap()
             .iter()
             .map(|g| g.label)
             .collect();
         assert_eq!(labels, vec![1, 0]);
-        let err = direct_label_scoring(&view(OutputKind::Hidden, &[vec![0.0]]))
-            .unwrap_err()
-            .to_string();
+        let err = direct_label_scoring(
+            &view(OutputKind::Hidden, &[vec![0.0]]),
+            &DlsSettings::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("Head–Tail"), "{err}");
     }
 

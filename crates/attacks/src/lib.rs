@@ -25,7 +25,10 @@ pub use inversion::{
 };
 #[doc(hidden)]
 pub use inversion::{ObjectiveProbe, ProbeBatch, probe_objective};
-pub use label::{LabelGuess, direct_label_scoring, direction_scoring, norm_scoring, roc_auc};
+pub use label::{
+    DlsRule, DlsSettings, LabelGuess, direct_label_scoring, direction_scoring, norm_scoring,
+    roc_auc,
+};
 
 use splitlm_party::{ModelParty, Observation, SliceSnapshot};
 

@@ -140,7 +140,7 @@ fn dls_and_bli_recover_every_label_in_head_tail() {
     let expected: Vec<usize> = truth.iter().chain(&truth).copied().collect();
     let prior = Prior::default();
     for attack in [
-        AttackConfig::Dls(NoSettings {}),
+        AttackConfig::Dls(Default::default()),
         AttackConfig::Bli(BliSettings::default()),
     ] {
         assert_eq!(
