@@ -446,6 +446,20 @@ mod tests {
         assert_eq!(c.split.partition, None);
         assert_eq!(c.train.batch_size, 16);
         assert!(matches!(c.task, TaskConfig::Sentiment { max_len: 64, .. }));
+        // The reference's attacker: inversion on 100 random test samples re-sent in batches of
+        // 32 (its configs' attack_sample_num, target_data, batch_size) with the fine-tuned head
+        // (VanillaModelInversion_WhiteBox uses the data party's local model); label attacks on
+        // the whole first batch (first_epoch_state).
+        let a = &c.attacker;
+        assert_eq!(a.target, InversionTarget::AfterTraining);
+        assert_eq!(
+            (a.samples, a.split, a.batch_size),
+            (100, SampleSplit::Test, 32)
+        );
+        assert_eq!(a.head, HeadVersion::FineTuned);
+        assert_eq!((a.observe_from, a.observe_steps), (0, 1));
+        assert!(a.max_samples >= 1024, "the whole batch");
+        assert!(!a.positive_is_minority, "no flip unless asked");
     }
 
     #[test]

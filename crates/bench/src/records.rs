@@ -373,8 +373,11 @@ mod tests {
     fn the_committed_grid_records_read_as_typed_records() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results");
         let mut seen = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
+        let files = [dir.clone(), dir.join("before-reference-defaults")]
+            .into_iter()
+            .flat_map(|d| std::fs::read_dir(d).unwrap())
+            .map(|e| e.unwrap().path());
+        for path in files {
             if path.extension().is_some_and(|e| e == "jsonl") {
                 let records = read(&path).unwrap_or_else(|e| panic!("{e:#}"));
                 assert!(records.iter().any(|r| r.as_train().is_some()));
