@@ -12,6 +12,8 @@ use anyhow::{Result, bail};
 use plotters::prelude::*;
 
 use crate::defense_scores::{c_dcs, dcs, t_dcs};
+use splitlm_attacks::score::AttackScores;
+
 use crate::records::{Record, TrainRecord};
 
 /// The weight of MP loss against attack success in the DCS (the reference's β).
@@ -26,6 +28,8 @@ pub struct AttackCell {
     pub kind: String,
     /// Its attack performance.
     pub ap: f64,
+    /// An inversion's bag-of-tokens precision (its AP is the recall).
+    pub precision: Option<f64>,
     /// The defense capability score (when the experiment has an undefended run).
     pub dcs: Option<f64>,
 }
@@ -104,6 +108,10 @@ pub fn build(records: &[Record], experiment: Option<&str>) -> Result<Report> {
                 name: r.attack.name.clone(),
                 kind: r.attack.kind.name().to_string(),
                 ap: r.ap,
+                precision: match r.attack_scores {
+                    Some(AttackScores::Inversion(s)) => Some(s.precision),
+                    _ => None,
+                },
                 dcs: baseline_mp.map(|base| dcs(r.ap, mp, base, BETA)),
             })
             .collect();
@@ -166,8 +174,17 @@ impl Report {
             .map(|r| r.metric.clone())
             .unwrap_or_default();
         let mut header = vec!["defense setting".to_string(), format!("MP ({metric})")];
+        let inverts = |name: &String| {
+            self.rows
+                .iter()
+                .flat_map(|r| &r.attacks)
+                .any(|c| &c.name == name && c.precision.is_some())
+        };
         for name in &names {
             header.push(format!("{name} AP"));
+            if inverts(name) {
+                header.push(format!("{name} precision"));
+            }
             header.push(format!("{name} DCS"));
         }
         for kind in &kinds {
@@ -181,6 +198,9 @@ impl Report {
             for name in &names {
                 let found = row.attacks.iter().rfind(|c| &c.name == name);
                 line.push(cell(found.map(|c| c.ap)));
+                if inverts(name) {
+                    line.push(cell(found.and_then(|c| c.precision)));
+                }
                 line.push(cell(found.and_then(|c| c.dcs)));
             }
             for kind in &kinds {
@@ -385,7 +405,12 @@ mod tests {
                 json!([{"kind": "laplace_dp", "epsilon": 5.0, "sensitivity": 1.0, "target": "activations"}]),
                 0.7,
             ),
-            attack("2", "vmi", "inversion", 0.2),
+            record(
+                json!({"job": "attack", "name": "exp", "run_id": "2", "ap": 0.2,
+               "attack": {"name": "vmi", "kind": "inversion"},
+               "attack_scores": {"precision": 0.125, "recall": 0.2, "rouge_l_f1": 0.1,
+                                 "exact_match": 0.0, "samples": 4}}),
+            ),
             attack("2", "rwi", "inversion", 0.4),
             record(json!({"job": "train", "name": "other", "run_id": "3", "mp": 0.1})),
         ]
@@ -417,6 +442,13 @@ mod tests {
             table.contains("0.2000") && table.contains("0.5858"),
             "{table}"
         );
+        // Inversions recorded with their scores show precision beside the AP (recall).
+        assert_eq!(dp.attacks[0].precision, Some(0.125));
+        assert!(
+            table.contains("vmi precision") && table.contains("0.1250"),
+            "{table}"
+        );
+        assert!(!table.contains("rwi precision"), "{table}");
         // The default experiment is that of the last training record.
         assert_eq!(build(&records(), None).unwrap().experiment, "other");
         let err = build(&records(), Some("missing")).unwrap_err().to_string();
