@@ -285,7 +285,9 @@ impl ModelParty {
         let hidden = forward.hidden(&self.device.clone().inner())?;
         let model = self.lock().slice.model().valid();
         let (kind, packed) = wire::pack_output(run_slice(&model, hidden)?);
-        let output = self.send_output(transport, forward.step, (kind, packed))?;
+        let output = wire::wire_view(packed, kind).into_frame(self.wire_dtype)?;
+        // Observed before the output goes back: once the data party has it, the step is on
+        // record (an observer installed after that sees only later steps).
         let mut shared = self.lock();
         if let Some(observer) = shared.observer.as_mut()
             && observer.wants_inference(session)
@@ -305,6 +307,12 @@ impl ModelParty {
                 slice_after: None,
             });
         }
+        drop(shared);
+        transport.send(&Message::Output {
+            step: forward.step,
+            kind,
+            tensors: vec![output],
+        })?;
         Ok(())
     }
 

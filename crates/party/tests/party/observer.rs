@@ -147,3 +147,36 @@ fn the_recorder_keeps_evaluation_steps_when_asked_and_replays_its_training_steps
         [train.hidden.shape[0], train.hidden.shape[1], 32]
     );
 }
+
+/// An evaluation step is on record by the time its output reaches the data party: a recorder
+/// installed right after an evaluation sees only the steps that follow (the benchmark installs
+/// one between the held-out evaluation and the samples it re-sends).
+#[test]
+fn an_evaluation_step_is_recorded_before_its_output_returns() {
+    use splitlm_party::ObservationLimits;
+
+    let work = Workload::classify("llama");
+    let mut s = split(
+        &work,
+        Partition::head_tail(1),
+        &Trainability::default(),
+        &OptimizerConfig::sgd(0.1),
+        &cpu(),
+        &cpu(),
+    );
+    let batch = work.batch(&s.data.device());
+    let inference = ObservationLimits {
+        steps: 0,
+        inference: true,
+        ..ObservationLimits::default()
+    };
+    for round in 0..20 {
+        s.model.observe(ObservationLimits::default());
+        s.data.eval_step(&batch).unwrap();
+        s.model.observe(inference);
+        s.data.eval_step(&batch).unwrap();
+        assert_eq!(s.model.observations().len(), 1, "round {round}");
+    }
+    s.data.finish().unwrap();
+    s.server.join().unwrap().unwrap();
+}
