@@ -419,15 +419,7 @@ struct Forwarded {
 impl Forwarded {
     /// The activations on `device` (an autodiff one only for training).
     fn hidden(&self, device: &Device) -> Result<Hidden, PartyError> {
-        Ok(Hidden {
-            states: wire::float_tensor::<3>(&self.hidden, device, "hidden states")?,
-            attention_mask: wire::int_tensor::<2>(
-                &self.attention_mask,
-                device,
-                "the attention mask",
-            )?,
-            positions: wire::int_tensor::<2>(&self.positions, device, "positions")?,
-        })
+        wire::hidden(&self.hidden, &self.attention_mask, &self.positions, device)
     }
 }
 

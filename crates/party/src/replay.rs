@@ -66,14 +66,6 @@ pub fn input_gradient(
 impl Observation {
     /// The activations of this step as the model party received them, on `device`.
     pub fn received(&self, device: &Device) -> Result<Hidden, PartyError> {
-        Ok(Hidden {
-            states: wire::float_tensor::<3>(&self.hidden, device, "hidden states")?,
-            attention_mask: wire::int_tensor::<2>(
-                &self.attention_mask,
-                device,
-                "the attention mask",
-            )?,
-            positions: wire::int_tensor::<2>(&self.positions, device, "positions")?,
-        })
+        wire::hidden(&self.hidden, &self.attention_mask, &self.positions, device)
     }
 }

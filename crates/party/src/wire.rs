@@ -98,6 +98,20 @@ pub fn pack_output(output: HeadOutput) -> (OutputKind, Tensor<3>) {
     }
 }
 
+/// Activations as they crossed (states, attention mask, positions) on `device`.
+pub fn hidden(
+    states: &TensorFrame,
+    attention_mask: &TensorFrame,
+    positions: &TensorFrame,
+    device: &Device,
+) -> Result<splitlm_nn::Hidden, PartyError> {
+    Ok(splitlm_nn::Hidden {
+        states: float_tensor::<3>(states, device, "hidden states")?,
+        attention_mask: int_tensor::<2>(attention_mask, device, "the attention mask")?,
+        positions: int_tensor::<2>(positions, device, "positions")?,
+    })
+}
+
 /// Reads a received output frame back into a rank-3 tensor (see [`pack_output`]).
 pub fn output_tensor(
     kind: OutputKind,
