@@ -108,6 +108,14 @@ pub struct Recorded {
     pub tail: Option<AnyModel>,
 }
 
+/// The model party of `split`, which mounts the attacks: it must run in this process.
+pub fn model_party(split: &Split) -> Result<&splitlm_party::ModelParty> {
+    split.model().context(
+        "attacks are mounted by the model party on what it observed; with --connect it runs \
+         elsewhere, so run attacks in one process (without --connect)",
+    )
+}
+
 /// Runs every attack of `config` on what the model party of `split` observed.
 pub fn mount(
     config: &RunConfig,
@@ -117,7 +125,7 @@ pub fn mount(
     recorded: Recorded,
 ) -> Result<(PriorRecord, Vec<AttackOutcome>)> {
     let task = data.head();
-    let training = AttackerView::of(split.model());
+    let training = AttackerView::of(model_party(split)?);
     anyhow::ensure!(
         !training.observations.is_empty(),
         "the model party observed no training step to attack"
@@ -195,7 +203,7 @@ fn resend(config: &RunConfig, split: &mut Split, data: &TaskData) -> Result<(Att
     let mut indices =
         splitlm_tasks::dataset::permutation(set.len(), config.train.seed ^ 0x5eed_a77a);
     indices.truncate(attacker.samples);
-    split.model().observe(ObservationLimits {
+    model_party(split)?.observe(ObservationLimits {
         steps: 0,
         max_samples: usize::MAX,
         inference: true,
@@ -208,8 +216,8 @@ fn resend(config: &RunConfig, split: &mut Split, data: &TaskData) -> Result<(Att
         split.predict(&batch)?;
         truth.tokens.extend(real_tokens(&batch, usize::MAX)?);
     }
-    let view = AttackerView::of(split.model());
-    split.model().observe(ObservationLimits {
+    let view = AttackerView::of(model_party(split)?);
+    model_party(split)?.observe(ObservationLimits {
         steps: 0,
         ..ObservationLimits::default()
     });

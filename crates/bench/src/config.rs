@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use splitlm_attacks::{AttackConfig, BliObjective, BliSettings, HeadVersion};
 use splitlm_defenses::DefenseConfig;
 use splitlm_device::DeviceSpec;
+use splitlm_net::NetworkConfig;
 use splitlm_nn::generate::Sampling;
 use splitlm_partition::{Partition, TaskHeadPlacement, Trainability};
 use splitlm_party::OptimizerConfig;
@@ -55,6 +56,9 @@ pub struct RunConfig {
     /// Where results go.
     #[serde(default)]
     pub output: OutputConfig,
+    /// How the parties reach each other across machines (`splitlm serve`, `--connect`).
+    #[serde(default)]
+    pub network: NetworkConfig,
 }
 
 /// What the attacking model party records and knows (`[attacker]`).
@@ -366,6 +370,9 @@ impl RunConfig {
 
     /// Checks every value that serde's types do not already constrain.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.network
+            .validate()
+            .map_err(|e| ConfigError::invalid("network", e.to_string()))?;
         self.split.data_device()?;
         self.split.model_device()?;
         self.optimizer

@@ -59,6 +59,7 @@ fn setting(config: &RunConfig, model: &OpenedModel, cut: &str) -> Setting {
         model: model.name.clone(),
         setting: cut.to_string(),
         partition: config.split.partition,
+        model_party: config.network.connect.clone(),
         data_device: config.split.data_device.clone(),
         model_device: config
             .split
@@ -102,12 +103,17 @@ fn new_run_id() -> String {
     format!("{}-{}", now.as_millis(), std::process::id())
 }
 
+/// The run's learner: both parties here, or the data party connected to the model party at
+/// `network.connect`.
 fn build(
     config: &RunConfig,
     model: &OpenedModel,
     task: TaskHead,
     total_steps: usize,
 ) -> Result<(Run, String)> {
+    if config.network.connect.is_some() {
+        return crate::remote::build_remote(config, model, task, total_steps);
+    }
     Ok(session::build(
         &config.setup(),
         &model.checkpoint,
@@ -170,9 +176,7 @@ pub fn train_labelled(
         }
     } else {
         let limits = attack_stage::limits(config);
-        run.split_mut()
-            .context("attacks need a split run")?
-            .model()
+        attack_stage::model_party(run.split_mut().context("attacks need a split run")?)?
             .observe(limits);
         limits
     };

@@ -14,6 +14,7 @@ pub mod defense_scores;
 pub mod jobs;
 pub mod model;
 pub mod records;
+pub mod remote;
 pub mod report;
 pub mod summary;
 pub mod truth;

@@ -65,6 +65,10 @@ pub struct Setting {
     pub setting: String,
     /// The cut.
     pub partition: Option<Partition>,
+    /// Where the model party ran: the address the data party connected to (`--connect`);
+    /// absent when both parties ran in one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_party: Option<String>,
     /// The data party's device.
     pub data_device: String,
     /// The model party's device.

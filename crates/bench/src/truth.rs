@@ -125,12 +125,16 @@ impl Learner for TruthRecorder<'_> {
         self.inner.generate_traced(prompt, sampling)
     }
 
-    fn save_state(&self, dir: &Path) -> Result<(), TrainError> {
+    fn save_state(&mut self, dir: &Path) -> Result<(), TrainError> {
         self.inner.save_state(dir)
     }
 
     fn restore_state(&mut self, dir: &Path) -> Result<(), TrainError> {
         self.inner.restore_state(dir)
+    }
+
+    fn reconnect(&mut self) -> Result<bool, TrainError> {
+        self.inner.reconnect()
     }
 
     fn traffic(&self) -> Option<Traffic> {
@@ -177,7 +181,7 @@ mod tests {
         ) -> Result<SplitGeneration, TrainError> {
             unreachable!()
         }
-        fn save_state(&self, _: &Path) -> Result<(), TrainError> {
+        fn save_state(&mut self, _: &Path) -> Result<(), TrainError> {
             Ok(())
         }
         fn restore_state(&mut self, _: &Path) -> Result<(), TrainError> {

@@ -11,6 +11,9 @@
 //! splitlm check configs/sentiment.toml --set train.epochs=2
 //! splitlm import-vflair sst2_gpt_wo.json --out configs/sst2-gpt2.toml
 //! splitlm assets
+//! splitlm keys --out keys
+//! splitlm serve configs/sentiment.toml --listen 0.0.0.0:7070 --state state --tls keys
+//! splitlm train configs/sentiment.toml --connect https://gpu-host:7070 --tls keys
 //! ```
 
 use std::path::PathBuf;
@@ -45,6 +48,31 @@ struct ConfigArgs {
     /// No progress bar or intermediate lines, only the final table.
     #[arg(long)]
     quiet: bool,
+    /// Run the data party here against the model party served at this address
+    /// (`https://HOST:PORT`; see `splitlm serve`). Without it both parties run in this process.
+    #[arg(long, value_name = "URL")]
+    connect: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// A directory with ca.pem and this party's certificate and key (as `splitlm keys` writes).
+    #[arg(long, value_name = "DIR")]
+    tls: Option<PathBuf>,
+    /// Plaintext HTTP/2 without TLS, on a loopback address only.
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl TlsArgs {
+    fn apply(&self, config: &mut RunConfig) {
+        if let Some(dir) = &self.tls {
+            config.network.tls = Some(dir.clone());
+        }
+        config.network.insecure |= self.insecure;
+    }
 }
 
 #[derive(Subcommand)]
@@ -118,6 +146,39 @@ enum Command {
         #[arg(long)]
         drop_unsupported: bool,
     },
+    /// Serve the model party of a configuration to data parties on other machines
+    /// (`splitlm train CONFIG --connect https://HOST:PORT`), each session with its own state.
+    Serve {
+        /// The run's TOML configuration (the same file the data party uses).
+        config: PathBuf,
+        /// Overrides a configuration value, e.g. `--set split.model_device=cuda` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// The address to listen on, HOST:PORT (port 0: any free port).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: std::net::SocketAddr,
+        /// Where sessions' saved states and records go (kept across restarts).
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
+    /// Make a CA and a server and a client certificate for trying mutual TLS out.
+    Keys {
+        /// The directory to write ca.pem, server.pem, server.key, client.pem, client.key into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// A name or address the server certificate is valid for (repeatable; default:
+        /// localhost, 127.0.0.1, ::1).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        /// The client certificate's common name (the identity the model party records).
+        #[arg(long, default_value = "splitlm data party")]
+        client_name: String,
+        /// Replace keys already in the directory.
+        #[arg(long)]
+        force: bool,
+    },
     /// Fetch the demo assets (models and datasets) into the cache.
     Assets {
         /// Only these assets (default: all).
@@ -126,7 +187,12 @@ enum Command {
 }
 
 fn load(args: &ConfigArgs) -> anyhow::Result<RunConfig> {
-    Ok(RunConfig::load(&args.config, &args.overrides)?)
+    let mut config = RunConfig::load(&args.config, &args.overrides)?;
+    if let Some(url) = &args.connect {
+        config.network.connect = Some(url.clone());
+    }
+    args.tls.apply(&mut config);
+    Ok(config)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -199,6 +265,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         println!("dropped: {dropped}");
                     }
                 }
+            }
+            return Ok(());
+        }
+        Command::Serve {
+            config,
+            overrides,
+            listen,
+            state,
+            tls,
+        } => {
+            let mut config = RunConfig::load(&config, &overrides)?;
+            tls.apply(&mut config);
+            let options = splitlm_net::ServeOptions {
+                listen,
+                state,
+                network: config.network.clone(),
+            };
+            splitlm_bench::remote::serve(&config, options, |bound| {
+                use std::io::Write;
+                println!("listening on {bound}");
+                let _ = std::io::stdout().flush();
+            })?;
+            return Ok(());
+        }
+        Command::Keys {
+            out,
+            hosts,
+            client_name,
+            force,
+        } => {
+            let mut options = splitlm_net::keys::KeyOptions {
+                client_name,
+                ..Default::default()
+            };
+            if !hosts.is_empty() {
+                options.hosts = hosts;
+            }
+            for path in splitlm_net::keys::generate(&out, &options, force)? {
+                println!("wrote {}", path.display());
             }
             return Ok(());
         }

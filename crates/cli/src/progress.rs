@@ -79,6 +79,12 @@ impl Progress for Terminal {
                 bar.set_position(*step as u64);
                 bar.println(format!("resumed after step {step}"));
             }
+            FitEvent::Reconnected { step } => {
+                bar.set_position(*step as u64);
+                bar.println(format!(
+                    "reconnected to the model party; going on from the checkpoint of step {step}"
+                ));
+            }
         }
     }
 

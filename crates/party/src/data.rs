@@ -56,6 +56,17 @@ impl From<Traffic> for ByteCount {
     }
 }
 
+/// What a data party tells the model party when it opens (or reopens) a session, besides its
+/// protocol version, role and id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Handshake {
+    /// The session's name, stable across reconnections (empty: a one-off session).
+    pub session_key: String,
+    /// What both parties must agree on, and the session's settings (see
+    /// [`splitlm_protocol::Message::Hello`]).
+    pub terms: Vec<(String, String)>,
+}
+
 /// The data party of a split model.
 pub struct DataParty {
     head: PartySlice,
@@ -64,12 +75,16 @@ pub struct DataParty {
     device: Device,
     session: u64,
     next_step: u64,
+    party_id: String,
+    handshake: Handshake,
 }
 
 /// The data party's end of the cut: the transport, the defenses applied where tensors cross
 /// it, and the float format they cross in.
 struct Link {
     transport: Box<dyn Transport>,
+    /// Traffic of the transports this session used before a reconnection.
+    earlier_traffic: Traffic,
     defenses: Defenses,
     wire_dtype: WireDType,
 }
@@ -91,18 +106,21 @@ impl DataParty {
     pub fn connect(
         head: PartySlice,
         tail: Option<PartySlice>,
-        mut transport: Box<dyn Transport>,
+        transport: Box<dyn Transport>,
         options: &PartyOptions,
     ) -> Result<Self, PartyError> {
-        transport.send(&Message::Hello {
-            version: PROTOCOL_VERSION,
-            role: Role::DataParty,
-            party_id: options.party_id.clone(),
-        })?;
-        let session = match recv_expected(transport.as_mut())? {
-            Message::HelloAck { session, .. } => session,
-            other => return Err(unexpected("HelloAck", &other)),
-        };
+        Self::connect_with(head, tail, transport, options, Handshake::default())
+    }
+
+    /// [`DataParty::connect`], opening the session with `handshake`.
+    pub fn connect_with(
+        head: PartySlice,
+        tail: Option<PartySlice>,
+        mut transport: Box<dyn Transport>,
+        options: &PartyOptions,
+        handshake: Handshake,
+    ) -> Result<Self, PartyError> {
+        let session = open_session(transport.as_mut(), &options.party_id, &handshake)?;
         let device = head
             .model()
             .devices()
@@ -114,13 +132,53 @@ impl DataParty {
             tail,
             link: Link {
                 transport,
+                earlier_traffic: Traffic::default(),
                 defenses: Defenses::none(),
                 wire_dtype: options.wire_dtype,
             },
             device,
             session,
             next_step: 0,
+            party_id: options.party_id.clone(),
+            handshake,
         })
+    }
+
+    /// Opens the session again over a new `transport` (after the old one broke), with the
+    /// same handshake. The slices are as they were; the model party's state is its own
+    /// (restore both with [`DataParty::restore_peer_state`] and [`DataParty::restore_state`]).
+    pub fn reconnect(&mut self, mut transport: Box<dyn Transport>) -> Result<(), PartyError> {
+        self.session = open_session(transport.as_mut(), &self.party_id, &self.handshake)?;
+        let old = std::mem::replace(&mut self.link.transport, transport);
+        self.link.earlier_traffic = self.link.earlier_traffic.plus(&old.traffic());
+        Ok(())
+    }
+
+    /// Asks the model party to save its state of this session under `tag` (atomically, on its
+    /// side); returns the training steps that state has taken.
+    pub fn save_peer_state(&mut self, tag: &str) -> Result<u64, PartyError> {
+        self.peer_state(Message::SaveState { tag: tag.into() })
+    }
+
+    /// Asks the model party to return its state of this session to what it saved under `tag`;
+    /// returns the training steps that state had taken.
+    pub fn restore_peer_state(&mut self, tag: &str) -> Result<u64, PartyError> {
+        self.peer_state(Message::RestoreState { tag: tag.into() })
+    }
+
+    fn peer_state(&mut self, request: Message) -> Result<u64, PartyError> {
+        let (Message::SaveState { tag } | Message::RestoreState { tag }) = &request else {
+            unreachable!("only state requests are sent here")
+        };
+        let tag = tag.clone();
+        self.link.transport.send(&request)?;
+        match recv_expected(self.link.transport.as_mut())? {
+            Message::StateDone { tag: done, steps } if done == tag => Ok(steps),
+            Message::StateDone { tag: done, .. } => Err(PartyError::BadTensor(format!(
+                "the model party answered for state \"{done}\" instead of \"{tag}\""
+            ))),
+            other => Err(unexpected("StateDone", &other)),
+        }
     }
 
     /// Applies `defenses` at every crossing from now on (see [`splitlm_defenses`]).
@@ -153,9 +211,11 @@ impl DataParty {
         self.device.clone()
     }
 
-    /// Bytes and messages moved so far.
+    /// Bytes and messages moved so far (over every transport of the session).
     pub fn traffic(&self) -> Traffic {
-        self.link.transport.traffic()
+        self.link
+            .earlier_traffic
+            .plus(&self.link.transport.traffic())
     }
 
     /// One training step on `batch` (on this party's device) against `labels`: forward
@@ -277,6 +337,25 @@ impl DataParty {
     /// The bytes moved since the reading `before`.
     fn bytes_since(&self, before: &Traffic) -> ByteCount {
         self.traffic().since(before).into()
+    }
+}
+
+/// Sends the `Hello` of a session and returns the session id the model party answered with.
+fn open_session(
+    transport: &mut dyn Transport,
+    party_id: &str,
+    handshake: &Handshake,
+) -> Result<u64, PartyError> {
+    transport.send(&Message::Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::DataParty,
+        party_id: party_id.into(),
+        session_key: handshake.session_key.clone(),
+        terms: handshake.terms.clone(),
+    })?;
+    match recv_expected(transport)? {
+        Message::HelloAck { session, .. } => Ok(session),
+        other => Err(unexpected("HelloAck", &other)),
     }
 }
 

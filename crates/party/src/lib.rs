@@ -31,9 +31,9 @@ mod slice;
 pub mod state;
 pub mod wire;
 
-pub use data::{ByteCount, DataParty, SplitGeneration, TrainStep};
+pub use data::{ByteCount, DataParty, Handshake, SplitGeneration, TrainStep};
 pub use error::PartyError;
-pub use model::{ModelParty, SessionReport};
+pub use model::{ModelParty, Opening, SessionReport};
 pub use observe::{
     Observation, ObservationLimits, ObserveRequest, ObservedStep, Recorder, SliceSnapshot,
     StepObserver,

@@ -6,7 +6,8 @@ use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 use splitlm_nn::{HeadOutput, Hidden, KvCache, ModelError, TransformerSlice};
 use splitlm_protocol::{
-    Message, Mode, OutputKind, PROTOCOL_VERSION, Role, TensorFrame, Traffic, Transport, WireDType,
+    Message, Mode, OutputKind, PROTOCOL_VERSION, ProtocolError, Role, TensorFrame, Traffic,
+    Transport, WireDType,
 };
 
 use crate::data::{check_step, unexpected};
@@ -15,6 +16,7 @@ use crate::observe::{
     as_recorder,
 };
 use crate::slice::PartySlice;
+use crate::state::SessionStore;
 use crate::wire::{self, expect_shape};
 use crate::{PartyError, recv_expected};
 
@@ -23,8 +25,11 @@ use crate::{PartyError, recv_expected};
 pub struct SessionReport {
     /// The session's id.
     pub session: u64,
-    /// The data party's identifier.
+    /// The data party's identifier (what it calls itself).
     pub party_id: String,
+    /// Who the data party is as the transport authenticated it (a client certificate's
+    /// subject; `in-process` without a network).
+    pub identity: String,
     /// Training steps served.
     pub train_steps: u64,
     /// Evaluation steps served.
@@ -39,6 +44,19 @@ struct Shared {
     slice: PartySlice,
     next_session: u64,
     observer: Option<Box<dyn StepObserver>>,
+}
+
+/// What a model party knows of a data party whose `Hello` was accepted (by
+/// [`ModelParty::serve`] itself, or by a server that checks it first).
+#[derive(Debug, Clone)]
+pub struct Opening {
+    /// What the data party calls itself.
+    pub party_id: String,
+    /// Who it is as the transport authenticated it.
+    pub identity: String,
+    /// Where this session's state is saved and restored on the data party's request (none:
+    /// such requests are refused).
+    pub store: Option<SessionStore>,
 }
 
 /// The model party. Clones share one slice: several data parties can be served at once, one
@@ -132,27 +150,46 @@ impl ModelParty {
     /// Serves one data party until it ends the session. On a failure the peer is told why
     /// (a protocol `Error` message) before the error is returned.
     pub fn serve(&self, mut transport: impl Transport) -> Result<SessionReport, PartyError> {
-        let result = self.serve_inner(&mut transport);
-        if let Err(err) = &result
-            && !matches!(err, PartyError::Peer { .. } | PartyError::Protocol(_))
-        {
-            let _ = transport.send(&Message::Error {
-                code: err.code(),
-                message: err.to_string(),
-            });
-        }
-        result
-    }
-
-    fn serve_inner(&self, transport: &mut dyn Transport) -> Result<SessionReport, PartyError> {
-        let party_id = match recv_expected(transport)? {
-            Message::Hello {
+        let result = match recv_expected(&mut transport) {
+            Ok(Message::Hello {
                 party_id,
                 role: Role::DataParty,
                 ..
-            } => party_id,
-            other => return Err(unexpected("Hello from a data party", &other)),
+            }) => {
+                let opening = Opening {
+                    party_id,
+                    identity: "in-process".into(),
+                    store: None,
+                };
+                self.serve_inner(&mut transport, opening)
+            }
+            Ok(other) => Err(unexpected("Hello from a data party", &other)),
+            Err(e) => Err(e),
         };
+        tell_peer(&mut transport, result)
+    }
+
+    /// Serves a data party whose `Hello` the caller has read and accepted: answers it with a
+    /// `HelloAck` and serves until the session ends, telling the peer why on a failure.
+    pub fn serve_opened(
+        &self,
+        mut transport: impl Transport,
+        opening: Opening,
+    ) -> Result<SessionReport, PartyError> {
+        let result = self.serve_inner(&mut transport, opening);
+        tell_peer(&mut transport, result)
+    }
+
+    fn serve_inner(
+        &self,
+        transport: &mut dyn Transport,
+        opening: Opening,
+    ) -> Result<SessionReport, PartyError> {
+        let Opening {
+            party_id,
+            identity,
+            store,
+        } = opening;
         let session = {
             let mut shared = self.lock();
             shared.next_session += 1;
@@ -165,6 +202,7 @@ impl ModelParty {
         let mut report = SessionReport {
             session,
             party_id,
+            identity,
             train_steps: 0,
             eval_steps: 0,
             decode_steps: 0,
@@ -201,12 +239,42 @@ impl ModelParty {
                         }
                     }
                 }
+                Message::SaveState { tag } => {
+                    let steps = self.with_store(&store, |store, slice| store.save(slice, &tag))?;
+                    transport.send(&Message::StateDone { tag, steps })?;
+                }
+                Message::RestoreState { tag } => {
+                    let steps =
+                        self.with_store(&store, |store, slice| store.restore(slice, &tag))?;
+                    decoding = None;
+                    transport.send(&Message::StateDone { tag, steps })?;
+                }
                 Message::End { .. } => break,
-                other => return Err(unexpected("Forward or End", &other)),
+                other => {
+                    return Err(unexpected(
+                        "Forward, SaveState, RestoreState or End",
+                        &other,
+                    ));
+                }
             }
         }
         report.traffic = transport.traffic();
         Ok(report)
+    }
+
+    /// Runs `f` on this session's store and the slice, between steps.
+    fn with_store<R>(
+        &self,
+        store: &Option<SessionStore>,
+        f: impl FnOnce(&SessionStore, &mut PartySlice) -> Result<R, PartyError>,
+    ) -> Result<R, PartyError> {
+        let Some(store) = store else {
+            return Err(PartyError::state(
+                std::path::Path::new("."),
+                "this model party keeps no session state (serve it with a state directory)",
+            ));
+        };
+        f(store, &mut self.lock().slice)
     }
 
     /// A training step, the `train_step`-th (0: the first) of `session`: forward, send the
@@ -406,6 +474,30 @@ impl ModelParty {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Returns `result`, first telling the peer of a failure it does not know of yet.
+fn tell_peer(
+    transport: &mut impl Transport,
+    result: Result<SessionReport, PartyError>,
+) -> Result<SessionReport, PartyError> {
+    // A peer that failed knows why, and one that went away cannot be told.
+    let told_already = |err: &PartyError| {
+        matches!(
+            err,
+            PartyError::Peer { .. }
+                | PartyError::Protocol(ProtocolError::Disconnected | ProtocolError::Io(_))
+        )
+    };
+    if let Err(err) = &result
+        && !told_already(err)
+    {
+        let _ = transport.send(&Message::Error {
+            code: err.code(),
+            message: err.to_string(),
+        });
+    }
+    result
 }
 
 /// A `Forward` as it arrived: the step id and the frames of the head's activations.

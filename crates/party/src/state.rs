@@ -163,3 +163,105 @@ impl PartySlice {
         Ok(())
     }
 }
+
+/// Where a model party keeps one session's saved states: a directory per tag, each written
+/// into `<tag>.partial/` and renamed when whole, so a crash at any moment leaves every earlier
+/// state intact. The newest [`SessionStore::KEEP`] are kept.
+#[derive(Debug, Clone)]
+pub struct SessionStore {
+    dir: PathBuf,
+}
+
+const SESSION_STATE: &str = "model-party";
+
+impl SessionStore {
+    /// States kept per session; more than the data party keeps, so the data party's newest
+    /// checkpoint always has its counterpart here.
+    pub const KEEP: usize = 4;
+
+    /// A store rooted at `dir` (created on the first save).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Saves `slice`'s trainable state under `tag`; returns the steps it has taken.
+    pub fn save(&self, slice: &PartySlice, tag: &str) -> Result<u64, PartyError> {
+        check_tag(&self.dir, tag)?;
+        let fail = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: std::io::Error| PartyError::state(&path, e.to_string())
+        };
+        let target = self.dir.join(tag);
+        let partial = self.dir.join(format!("{tag}.partial"));
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial).map_err(fail(&partial))?;
+        }
+        std::fs::create_dir_all(&partial).map_err(fail(&partial))?;
+        slice.save_state(&partial, SESSION_STATE)?;
+        if target.exists() {
+            std::fs::remove_dir_all(&target).map_err(fail(&target))?;
+        }
+        std::fs::rename(&partial, &target).map_err(fail(&target))?;
+        self.prune()?;
+        Ok(slice.steps_taken() as u64)
+    }
+
+    /// Restores into `slice` the state saved under `tag`; returns the steps it had taken.
+    pub fn restore(&self, slice: &mut PartySlice, tag: &str) -> Result<u64, PartyError> {
+        check_tag(&self.dir, tag)?;
+        let dir = self.dir.join(tag);
+        if !dir.is_dir() {
+            return Err(PartyError::state(
+                &dir,
+                format!("this model party holds no state saved as \"{tag}\""),
+            ));
+        }
+        slice.restore_state(&dir, SESSION_STATE)?;
+        Ok(slice.steps_taken() as u64)
+    }
+
+    /// Removes all but the newest [`SessionStore::KEEP`] complete states.
+    fn prune(&self) -> Result<(), PartyError> {
+        let fail = |e: std::io::Error| PartyError::state(&self.dir, e.to_string());
+        let mut states = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(fail)? {
+            let entry = entry.map_err(fail)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() && !name.ends_with(".partial") {
+                let modified = entry.metadata().and_then(|m| m.modified()).map_err(fail)?;
+                states.push((modified, entry.path()));
+            }
+        }
+        states.sort();
+        let excess = states.len().saturating_sub(Self::KEEP);
+        for (_, path) in states.into_iter().take(excess) {
+            std::fs::remove_dir_all(&path).map_err(fail)?;
+        }
+        Ok(())
+    }
+}
+
+/// A tag names a directory: ASCII letters, digits, `-`, `_` and `.`, not starting with `.`,
+/// at most 128 bytes.
+fn check_tag(dir: &Path, tag: &str) -> Result<(), PartyError> {
+    let fine = !tag.is_empty()
+        && tag.len() <= 128
+        && !tag.starts_with('.')
+        && !tag.ends_with(".partial")
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if fine {
+        Ok(())
+    } else {
+        Err(PartyError::state(
+            dir,
+            format!("\"{tag}\" is not a state tag (ASCII letters, digits, - _ . only)"),
+        ))
+    }
+}

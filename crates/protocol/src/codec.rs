@@ -4,6 +4,8 @@
 //! envelope: b"SPLM" | version u16 | tag u8 | body_len u64 | body
 //! string:   len u32 | UTF-8 bytes
 //! frame:    dtype u8 | rank u8 | dims u64 × rank | data_len u64 | data
+//! hello:    version u16 | role u8 | party_id string | session_key string
+//!           | term count u16 | (name string | value string) × count
 //! ```
 //!
 //! Decoding checks every declared length against the bytes remaining and the
@@ -18,10 +20,12 @@ use crate::message::{Message, Mode, OutputKind, Role};
 /// The four bytes every message starts with.
 pub const MAGIC: [u8; 4] = *b"SPLM";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Length of the envelope header: magic, version, tag, body length.
 pub const HEADER_LEN: usize = 4 + 2 + 1 + 8;
-const MAX_TAG: u8 = 7;
+const MAX_TAG: u8 = 10;
+/// Most `(name, value)` terms a [`Message::Hello`] may carry.
+pub const MAX_TERMS: u64 = 64;
 
 /// Bounds enforced while decoding, before any allocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +93,18 @@ pub fn encoded_len(msg: &Message) -> u64 {
     let s = |s: &String| 4 + s.len() as u64;
     let f = |f: &TensorFrame| 1 + 1 + 8 * f.shape.len() as u64 + 8 + f.data.len() as u64;
     let body = match msg {
-        Message::Hello { party_id, .. } => 2 + 1 + s(party_id),
+        Message::Hello {
+            party_id,
+            session_key,
+            terms,
+            ..
+        } => {
+            2 + 1
+                + s(party_id)
+                + s(session_key)
+                + 2
+                + terms.iter().map(|(k, v)| s(k) + s(v)).sum::<u64>()
+        }
         Message::HelloAck { .. } => 2 + 8,
         Message::Forward {
             hidden,
@@ -101,6 +116,8 @@ pub fn encoded_len(msg: &Message) -> u64 {
         Message::Gradient { grad, .. } | Message::InputGradient { grad, .. } => 8 + f(grad),
         Message::End { reason } => s(reason),
         Message::Error { message, .. } => 2 + s(message),
+        Message::SaveState { tag } | Message::RestoreState { tag } => s(tag),
+        Message::StateDone { tag, .. } => s(tag) + 8,
     };
     HEADER_LEN as u64 + body
 }
@@ -126,10 +143,18 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
             version,
             role,
             party_id,
+            session_key,
+            terms,
         } => {
             out.extend_from_slice(&version.to_le_bytes());
             out.push(role.to_u8());
             put_str(out, party_id);
+            put_str(out, session_key);
+            out.extend_from_slice(&u16::try_from(terms.len()).unwrap_or(u16::MAX).to_le_bytes());
+            for (name, value) in terms {
+                put_str(out, name);
+                put_str(out, value);
+            }
         }
         Message::HelloAck { version, session } => {
             out.extend_from_slice(&version.to_le_bytes());
@@ -168,6 +193,11 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
         Message::Error { code, message } => {
             out.extend_from_slice(&code.to_le_bytes());
             put_str(out, message);
+        }
+        Message::SaveState { tag } | Message::RestoreState { tag } => put_str(out, tag),
+        Message::StateDone { tag, steps } => {
+            put_str(out, tag);
+            out.extend_from_slice(&steps.to_le_bytes());
         }
     }
 }
@@ -306,11 +336,25 @@ impl<'a> Cursor<'a> {
 fn decode_body(tag: u8, body: &[u8], limits: &Limits) -> Result<Message, ProtocolError> {
     let mut c = Cursor { buf: body };
     let msg = match tag {
-        0 => Message::Hello {
-            version: c.u16("hello version")?,
-            role: Role::from_u8(c.u8("role")?)?,
-            party_id: c.string(limits)?,
-        },
+        0 => {
+            let version = c.u16("hello version")?;
+            let role = Role::from_u8(c.u8("role")?)?;
+            let party_id = c.string(limits)?;
+            let session_key = c.string(limits)?;
+            let count = u64::from(c.u16("term count")?);
+            limits.check("term count", count, MAX_TERMS)?;
+            let mut terms = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                terms.push((c.string(limits)?, c.string(limits)?));
+            }
+            Message::Hello {
+                version,
+                role,
+                party_id,
+                session_key,
+                terms,
+            }
+        }
         1 => Message::HelloAck {
             version: c.u16("hello version")?,
             session: c.u64("session")?,
@@ -352,6 +396,16 @@ fn decode_body(tag: u8, body: &[u8], limits: &Limits) -> Result<Message, Protoco
         7 => Message::Error {
             code: c.u16("error code")?,
             message: c.string(limits)?,
+        },
+        8 => Message::SaveState {
+            tag: c.string(limits)?,
+        },
+        9 => Message::RestoreState {
+            tag: c.string(limits)?,
+        },
+        10 => Message::StateDone {
+            tag: c.string(limits)?,
+            steps: c.u64("steps")?,
         },
         other => return Err(ProtocolError::UnknownMessage(other)),
     };

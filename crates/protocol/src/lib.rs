@@ -31,7 +31,8 @@ pub mod message;
 pub mod transport;
 
 pub use codec::{
-    HEADER_LEN, Limits, MAGIC, PROTOCOL_VERSION, decode, encode, read_message, write_message,
+    HEADER_LEN, Limits, MAGIC, MAX_TERMS, PROTOCOL_VERSION, decode, encode, read_message,
+    write_message,
 };
 pub use error::ProtocolError;
 pub use frame::{MAX_RANK, TensorFrame, WireDType};

@@ -1,6 +1,6 @@
 //! The messages exchanged by the data party and the model party.
 
-use crate::codec::Limits;
+use crate::codec::{Limits, MAX_TERMS};
 use crate::error::ProtocolError;
 use crate::frame::TensorFrame;
 
@@ -91,6 +91,12 @@ pub enum Message {
         role: Role,
         /// Free-form party identifier.
         party_id: String,
+        /// The data party's name for this session, stable across reconnections: a model party
+        /// that keeps state finds the session's saved state under it (empty: a one-off session).
+        session_key: String,
+        /// What both parties must agree on (checkpoint digest, partition, trainability, wire
+        /// dtype…) and the session's settings, as `(name, value)` pairs in a fixed order.
+        terms: Vec<(String, String)>,
     },
     /// Accepts a [`Message::Hello`].
     HelloAck {
@@ -140,6 +146,25 @@ pub enum Message {
         /// Why the session ends.
         reason: String,
     },
+    /// Data party → model party: save the session's trainable state (parameters and optimizer)
+    /// under `tag`, atomically; answered by [`Message::StateDone`].
+    SaveState {
+        /// The data party's name for this checkpoint.
+        tag: String,
+    },
+    /// Data party → model party: return the session's trainable state to what was saved under
+    /// `tag`; answered by [`Message::StateDone`].
+    RestoreState {
+        /// A tag given to an earlier [`Message::SaveState`].
+        tag: String,
+    },
+    /// Model party → data party: the state named `tag` was saved or restored.
+    StateDone {
+        /// The tag of the request answered.
+        tag: String,
+        /// Training steps the session's state has taken (the step id both sides compare).
+        steps: u64,
+    },
     /// The peer failed.
     Error {
         /// Application-defined error code.
@@ -161,6 +186,9 @@ impl Message {
             Message::InputGradient { .. } => 5,
             Message::End { .. } => 6,
             Message::Error { .. } => 7,
+            Message::SaveState { .. } => 8,
+            Message::RestoreState { .. } => 9,
+            Message::StateDone { .. } => 10,
         }
     }
 
@@ -175,6 +203,9 @@ impl Message {
             Message::InputGradient { .. } => "InputGradient",
             Message::End { .. } => "End",
             Message::Error { .. } => "Error",
+            Message::SaveState { .. } => "SaveState",
+            Message::RestoreState { .. } => "RestoreState",
+            Message::StateDone { .. } => "StateDone",
         }
     }
 
@@ -196,11 +227,24 @@ impl Message {
     /// Checks that the message would decode under `limits`: valid frames, strings,
     /// tensor counts and total size. Transports call this before sending.
     pub fn validate(&self, limits: &Limits) -> Result<(), ProtocolError> {
-        let strings: &[&String] = match self {
-            Message::Hello { party_id, .. } => &[party_id],
-            Message::End { reason } => &[reason],
-            Message::Error { message, .. } => &[message],
-            _ => &[],
+        let strings: Vec<&String> = match self {
+            Message::Hello {
+                party_id,
+                session_key,
+                terms,
+                ..
+            } => {
+                limits.check("term count", terms.len() as u64, MAX_TERMS)?;
+                let mut all = vec![party_id, session_key];
+                all.extend(terms.iter().flat_map(|(k, v)| [k, v]));
+                all
+            }
+            Message::End { reason } => vec![reason],
+            Message::Error { message, .. } => vec![message],
+            Message::SaveState { tag }
+            | Message::RestoreState { tag }
+            | Message::StateDone { tag, .. } => vec![tag],
+            _ => Vec::new(),
         };
         for s in strings {
             limits.check("string length", s.len() as u64, limits.max_string_bytes)?;

@@ -25,6 +25,16 @@ pub struct Traffic {
 }
 
 impl Traffic {
+    /// The traffic of `self` and `other` together.
+    pub fn plus(&self, other: &Traffic) -> Traffic {
+        Traffic {
+            bytes_sent: self.bytes_sent + other.bytes_sent,
+            bytes_received: self.bytes_received + other.bytes_received,
+            messages_sent: self.messages_sent + other.messages_sent,
+            messages_received: self.messages_received + other.messages_received,
+        }
+    }
+
     /// What moved between `earlier` and `self`, two readings of the same endpoint's counters.
     pub fn since(&self, earlier: &Traffic) -> Traffic {
         Traffic {

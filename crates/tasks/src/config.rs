@@ -202,6 +202,20 @@ impl TaskConfig {
         }
     }
 
+    /// The task head the model needs (what [`crate::TaskData::head`] gives once loaded).
+    pub fn head(&self) -> splitlm_nn::TaskHead {
+        match self {
+            TaskConfig::Sentiment { .. } => {
+                splitlm_nn::TaskHead::SequenceClassification { num_labels: 2 }
+            }
+            TaskConfig::Glue { task, .. } => splitlm_nn::TaskHead::SequenceClassification {
+                num_labels: task.num_labels(),
+            },
+            TaskConfig::Squad { .. } => splitlm_nn::TaskHead::SpanQa,
+            _ => splitlm_nn::TaskHead::CausalLm,
+        }
+    }
+
     /// Whether the task generates text (a causal LM is needed).
     pub fn is_generation(&self) -> bool {
         matches!(

@@ -81,7 +81,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
 /// Writes a checkpoint of `learner` at `progress` under `root`; returns its directory.
 pub fn save(
     root: &Path,
-    learner: &dyn Learner,
+    learner: &mut dyn Learner,
     progress: &FitProgress,
 ) -> Result<PathBuf, TrainError> {
     std::fs::create_dir_all(root).map_err(io(root))?;

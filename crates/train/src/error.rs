@@ -17,6 +17,9 @@ pub enum TrainError {
     /// A batch's loss is NaN or infinite.
     #[error("the loss is {0}")]
     NonFiniteLoss(f32),
+    /// A remote model party could not be reached (again).
+    #[error("connecting to the model party: {0}")]
+    Connect(String),
     /// The model party's thread of an in-process split died.
     #[error("the model party's thread panicked")]
     ModelPartyPanicked,

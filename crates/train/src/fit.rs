@@ -128,6 +128,29 @@ pub enum FitEvent {
         /// Steps already taken.
         step: usize,
     },
+    /// The link to a remote model party broke; it was re-opened and both parties went back
+    /// to the newest checkpoint.
+    Reconnected {
+        /// The checkpoint's step, from which training goes on.
+        step: usize,
+    },
+}
+
+/// Whether `error` is a broken link to the model party (not a refusal or a bad message).
+fn is_link_failure(error: &TrainError) -> bool {
+    use splitlm_party::PartyError;
+    use splitlm_protocol::ProtocolError;
+    let party = match error {
+        TrainError::Party(party) => Some(party),
+        TrainError::Task(splitlm_tasks::TaskError::Predictor(inner)) => inner.downcast_ref(),
+        _ => None,
+    };
+    matches!(
+        party,
+        Some(PartyError::Protocol(
+            ProtocolError::Disconnected | ProtocolError::Io(_)
+        ))
+    )
 }
 
 /// Evaluates a learner, returning a metric where higher is better.
@@ -164,47 +187,78 @@ pub fn fit(
     let mut eval_seconds = 0.0;
     let mut pause = std::time::Duration::ZERO;
     let mut stopped_early = false;
-    let mut step = 0;
-    'epochs: for epoch in 0..config.epochs {
-        let order = permutation(data.len(), config.seed.wrapping_add(epoch as u64));
-        for chunk in order.chunks(config.batch_size) {
-            step += 1;
-            if step <= progress.step {
-                continue;
-            }
-            let (batch, labels) = data.batch(chunk, &device)?;
-            let tokens: i64 = batch.attention_mask.clone().sum().into_scalar();
-            let loss = learner.train_step(&batch, &labels)?;
-            progress.record_step(epoch, chunk.len(), tokens as usize, loss);
-            tokens_this_run += tokens as usize;
-            events(FitEvent::Step { step, loss });
+    loop {
+        let mut attempt = || -> Result<(), TrainError> {
+            let mut step = 0;
+            for epoch in 0..config.epochs {
+                let order = permutation(data.len(), config.seed.wrapping_add(epoch as u64));
+                for chunk in order.chunks(config.batch_size) {
+                    step += 1;
+                    if step <= progress.step {
+                        continue;
+                    }
+                    let (batch, labels) = data.batch(chunk, &device)?;
+                    let tokens: i64 = batch.attention_mask.clone().sum().into_scalar();
+                    let loss = learner.train_step(&batch, &labels)?;
+                    progress.record_step(epoch, chunk.len(), tokens as usize, loss);
+                    tokens_this_run += tokens as usize;
+                    events(FitEvent::Step { step, loss });
 
-            let last = step == total_steps;
-            if let Some(evaluate) = evaluate.as_deref_mut()
-                && (last || (config.eval_every > 0 && step % config.eval_every == 0))
-            {
-                let evaluating = Instant::now();
-                let metric = evaluate(learner)?;
-                pause += evaluating.elapsed();
-                eval_seconds += evaluating.elapsed().as_secs_f64();
-                events(FitEvent::Evaluated { step, metric });
-                progress.record_evaluation(step, metric);
-                if config.patience > 0 && progress.bad_evaluations >= config.patience {
-                    stopped_early = !last;
+                    let last = step == total_steps;
+                    if let Some(evaluate) = evaluate.as_deref_mut()
+                        && (last || (config.eval_every > 0 && step % config.eval_every == 0))
+                    {
+                        let evaluating = Instant::now();
+                        let metric = evaluate(learner)?;
+                        pause += evaluating.elapsed();
+                        eval_seconds += evaluating.elapsed().as_secs_f64();
+                        events(FitEvent::Evaluated { step, metric });
+                        progress.record_evaluation(step, metric);
+                        if config.patience > 0 && progress.bad_evaluations >= config.patience {
+                            stopped_early = !last;
+                        }
+                    }
+                    if let Some(root) = &config.checkpoint_dir
+                        && (last
+                            || stopped_early
+                            || (config.checkpoint_every > 0 && step % config.checkpoint_every == 0))
+                    {
+                        let saving = Instant::now();
+                        let dir = checkpoint::save(root, learner, &progress)?;
+                        pause += saving.elapsed();
+                        events(FitEvent::Checkpointed { step, dir });
+                    }
+                    if stopped_early {
+                        return Ok(());
+                    }
                 }
             }
-            if let Some(root) = &config.checkpoint_dir
-                && (last
-                    || stopped_early
-                    || (config.checkpoint_every > 0 && step % config.checkpoint_every == 0))
-            {
-                let saving = Instant::now();
-                let dir = checkpoint::save(root, learner, &progress)?;
-                pause += saving.elapsed();
-                events(FitEvent::Checkpointed { step, dir });
+            Ok(())
+        };
+        match attempt() {
+            Err(e) if is_link_failure(&e) => {
+                // A remote model party went away: reconnect, return both parties to the newest
+                // checkpoint and go on from there, as a resumed run would.
+                let Some(root) = &config.checkpoint_dir else {
+                    return Err(e);
+                };
+                log::warn!("the link to the model party broke ({e}); reconnecting");
+                if !learner.reconnect()? {
+                    return Err(e);
+                }
+                let Some((dir, saved)) = checkpoint::latest(root)? else {
+                    return Err(TrainError::Setting(format!(
+                        "the link to the model party broke before the first checkpoint, so \
+                         there is nothing to resume from: {e}"
+                    )));
+                };
+                learner.restore_state(&dir)?;
+                events(FitEvent::Reconnected { step: saved.step });
+                progress = saved;
             }
-            if stopped_early {
-                break 'epochs;
+            other => {
+                other?;
+                break;
             }
         }
     }

@@ -11,7 +11,7 @@ use splitlm_nn::{HeadOutput, Labels, TokenBatch, TransformerSlice, loss};
 use splitlm_party::{
     DataParty, ModelParty, PartyError, PartySlice, SessionReport, SplitGeneration,
 };
-use splitlm_protocol::Traffic;
+use splitlm_protocol::{Traffic, Transport};
 use splitlm_tasks::{Predictor, TaskError};
 
 use crate::error::TrainError;
@@ -27,10 +27,17 @@ pub trait Learner: Predictor {
         prompt: &[u32],
         sampling: &Sampling,
     ) -> Result<SplitGeneration, TrainError>;
-    /// Saves every party's trainable state into `dir`.
-    fn save_state(&self, dir: &Path) -> Result<(), TrainError>;
+    /// Saves every party's trainable state into `dir` (a remote model party saves its own on
+    /// its side; `dir` then names it).
+    fn save_state(&mut self, dir: &Path) -> Result<(), TrainError>;
     /// Restores what [`Learner::save_state`] saved.
     fn restore_state(&mut self, dir: &Path) -> Result<(), TrainError>;
+    /// Re-opens a broken link to a remote model party (with the connector's retries); `false`
+    /// when the learner has no link that can be re-opened. The parties' states are then as
+    /// they were: restore a checkpoint before going on.
+    fn reconnect(&mut self) -> Result<bool, TrainError> {
+        Ok(false)
+    }
     /// Bytes the data party moved so far (split learners).
     fn traffic(&self) -> Option<Traffic> {
         None
@@ -50,13 +57,36 @@ fn predictor_error(e: PartyError) -> TaskError {
     }
 }
 
-/// A split model in this process: the data party, and the model party serving it on another
-/// thread (kept at hand to checkpoint it).
+/// Opens a new transport to a remote model party (retrying as the connector sees fit).
+pub type Connect = Box<dyn FnMut() -> Result<Box<dyn Transport>, String> + Send>;
+
+/// A split model driven from its data party. The model party serves it on another thread of
+/// this process (kept at hand to checkpoint and observe it) or in another process.
 pub struct Split {
     data: DataParty,
-    model: ModelParty,
-    server: JoinHandle<Result<SessionReport, PartyError>>,
+    model: ModelSide,
 }
+
+enum ModelSide {
+    InProcess {
+        party: ModelParty,
+        server: JoinHandle<Result<SessionReport, PartyError>>,
+    },
+    Remote {
+        connect: Connect,
+    },
+}
+
+/// Where a remote model party's state of a checkpoint is: the tag it was saved under and the
+/// training steps it had taken (written beside the data party's own state).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RemoteState {
+    tag: String,
+    steps: u64,
+}
+
+const MODEL_PARTY_STATE: &str = "model-party";
+const REMOTE_STATE: &str = "model-party.remote.json";
 
 impl Split {
     /// Wraps a connected data party and the model party serving it on `server`.
@@ -67,8 +97,19 @@ impl Split {
     ) -> Self {
         Self {
             data,
-            model,
-            server,
+            model: ModelSide::InProcess {
+                party: model,
+                server,
+            },
+        }
+    }
+
+    /// Wraps a data party connected to a model party in another process; `connect` opens a
+    /// new link to it when the old one breaks.
+    pub fn remote(data: DataParty, connect: Connect) -> Self {
+        Self {
+            data,
+            model: ModelSide::Remote { connect },
         }
     }
 
@@ -77,22 +118,38 @@ impl Split {
         &mut self.data
     }
 
-    /// The model party.
-    pub fn model(&self) -> &ModelParty {
-        &self.model
+    /// The model party, when it runs in this process.
+    pub fn model(&self) -> Option<&ModelParty> {
+        match &self.model {
+            ModelSide::InProcess { party, .. } => Some(party),
+            ModelSide::Remote { .. } => None,
+        }
     }
 
-    /// Ends the session; returns what the model party served.
-    pub fn finish(self) -> Result<SessionReport, TrainError> {
+    /// Ends the session; returns what the model party served (when it runs in this process).
+    pub fn finish(self) -> Result<Option<SessionReport>, TrainError> {
         self.data.finish()?;
-        Ok(self
-            .server
-            .join()
-            .map_err(|_| TrainError::ModelPartyPanicked)??)
+        match self.model {
+            ModelSide::InProcess { server, .. } => Ok(Some(
+                server
+                    .join()
+                    .map_err(|_| TrainError::ModelPartyPanicked)??,
+            )),
+            ModelSide::Remote { .. } => Ok(None),
+        }
     }
 }
 
-const MODEL_PARTY_STATE: &str = "model-party";
+/// A tag no earlier checkpoint of this process used.
+fn new_state_tag() -> String {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("ckpt-{millis}-{}-{n}", std::process::id())
+}
 
 impl Predictor for Split {
     fn device(&self) -> Device {
@@ -124,14 +181,60 @@ impl Learner for Split {
         Ok(self.data.generate(prompt, sampling)?)
     }
 
-    fn save_state(&self, dir: &Path) -> Result<(), TrainError> {
+    fn save_state(&mut self, dir: &Path) -> Result<(), TrainError> {
         self.data.save_state(dir)?;
-        Ok(self.model.save_state(dir, MODEL_PARTY_STATE)?)
+        match &self.model {
+            ModelSide::InProcess { party, .. } => Ok(party.save_state(dir, MODEL_PARTY_STATE)?),
+            ModelSide::Remote { .. } => {
+                // The model party's state is on disk (its side) before this checkpoint names it.
+                let tag = new_state_tag();
+                let steps = self.data.save_peer_state(&tag)?;
+                let json = serde_json::to_vec(&RemoteState { tag, steps }).expect("serialises");
+                Ok(splitlm_party::state::write_atomic(
+                    &dir.join(REMOTE_STATE),
+                    &json,
+                )?)
+            }
+        }
     }
 
     fn restore_state(&mut self, dir: &Path) -> Result<(), TrainError> {
         self.data.restore_state(dir)?;
-        Ok(self.model.restore_state(dir, MODEL_PARTY_STATE)?)
+        match &self.model {
+            ModelSide::InProcess { party, .. } => Ok(party.restore_state(dir, MODEL_PARTY_STATE)?),
+            ModelSide::Remote { .. } => {
+                let path = dir.join(REMOTE_STATE);
+                let saved: RemoteState = std::fs::read(&path)
+                    .map_err(|e| TrainError::io(&path, e))
+                    .and_then(|bytes| {
+                        serde_json::from_slice(&bytes).map_err(|e| TrainError::Checkpoint {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        })
+                    })?;
+                let steps = self.data.restore_peer_state(&saved.tag)?;
+                if steps != saved.steps {
+                    return Err(TrainError::Checkpoint {
+                        path,
+                        reason: format!(
+                            "the model party's state \"{}\" has taken {steps} steps, this \
+                             checkpoint expects {}",
+                            saved.tag, saved.steps
+                        ),
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn reconnect(&mut self) -> Result<bool, TrainError> {
+        let ModelSide::Remote { connect } = &mut self.model else {
+            return Ok(false);
+        };
+        let transport = connect().map_err(TrainError::Connect)?;
+        self.data.reconnect(transport)?;
+        Ok(true)
     }
 
     fn traffic(&self) -> Option<Traffic> {
@@ -201,7 +304,7 @@ impl Learner for Whole {
         })
     }
 
-    fn save_state(&self, dir: &Path) -> Result<(), TrainError> {
+    fn save_state(&mut self, dir: &Path) -> Result<(), TrainError> {
         Ok(self.slice.save_state(dir, "whole")?)
     }
 

@@ -6,14 +6,16 @@ use burn::tensor::Device;
 use splitlm_defenses::DefenseConfig;
 use splitlm_device::DeviceSpec;
 use splitlm_nn::{SliceSpec, TaskHead};
+use splitlm_partition::PartySlices as Slices;
 use splitlm_partition::{Partition, Trainability};
-use splitlm_party::{DataParty, ModelParty, OptimizerConfig, PartyOptions, PartySlice};
-use splitlm_protocol::{Limits, in_process_pair};
+use splitlm_party::{DataParty, Handshake, ModelParty, OptimizerConfig, PartyOptions, PartySlice};
+use splitlm_protocol::{Limits, Transport, in_process_pair};
 use splitlm_tasks::Predictor;
+use splitlm_zoo::AnyModel;
 use splitlm_zoo::Pretrained;
 
 use crate::error::TrainError;
-use crate::learner::{Learner, Split, Whole};
+use crate::learner::{Connect, Learner, Split, Whole};
 
 /// The cut and the devices (the `[split]` table of a run configuration).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -127,15 +129,8 @@ pub fn build(
     total_steps: usize,
 ) -> Result<(Run, String), TrainError> {
     let data_device = setup.split.data_device()?.probe()?.autodiff();
-    let slice = |spec: &SliceSpec, device: &Device| -> Result<PartySlice, TrainError> {
-        let loaded = pretrained.load(spec, task, device)?;
-        Ok(PartySlice::new(
-            loaded,
-            setup.finetune,
-            setup.optimizer,
-            total_steps.max(1),
-            setup.seed,
-        )?)
+    let slice = |spec: &SliceSpec, device: &Device| {
+        party_slice(setup, pretrained, task, total_steps, spec, device)
     };
     let Some(partition) = setup.split.partition else {
         let whole = slice(&SliceSpec::full(pretrained.num_layers()), &data_device)?;
@@ -144,31 +139,147 @@ pub fn build(
             "unsplit".into(),
         ));
     };
-    let slices = partition
-        .slices(pretrained.num_layers())
-        .map_err(|e| TrainError::Invalid {
-            key: "split.partition".into(),
-            detail: e.to_string(),
-        })?;
+    let slices = slices_of(partition, pretrained)?;
     let model_device = setup.split.model_device()?.probe()?.autodiff();
     let body = slice(&slices.model, &model_device)?;
     let model_party = ModelParty::new(body, setup.split.data_party.wire_dtype);
     let (data_end, model_end) = in_process_pair(Limits::default());
     let server = model_party.spawn(model_end);
-    let tail = slices
-        .data_tail
-        .as_ref()
-        .map(|s| slice(s, &data_device))
-        .transpose()?;
-    let mut data = DataParty::connect(
-        slice(&slices.data_head, &data_device)?,
-        tail,
+    let data = data_party(
+        setup,
+        pretrained,
+        task,
+        total_steps,
+        &slices,
         Box::new(data_end),
-        &setup.split.data_party,
+        Handshake::default(),
     )?;
-    data.set_defenses(DefenseConfig::build_all(setup.defenses, setup.seed)?);
     Ok((
         Run::Split(Box::new(Split::new(data, model_party, server))),
         partition.to_string(),
     ))
+}
+
+/// The data party's half of [`build`], connected over `transport` to a model party in another
+/// process; `connect` opens new transports when the link breaks. The handshake carries the
+/// terms both parties must agree on.
+pub fn build_remote(
+    setup: &Setup<'_>,
+    pretrained: &Pretrained,
+    task: TaskHead,
+    total_steps: usize,
+    transport: Box<dyn Transport>,
+    connect: Connect,
+    handshake: Handshake,
+) -> Result<(Run, String), TrainError> {
+    let Some(partition) = setup.split.partition else {
+        return Err(TrainError::Invalid {
+            key: "split.partition".into(),
+            detail: "a remote model party needs a split run".into(),
+        });
+    };
+    let slices = slices_of(partition, pretrained)?;
+    let data = data_party(
+        setup,
+        pretrained,
+        task,
+        total_steps,
+        &slices,
+        transport,
+        handshake,
+    )?;
+    Ok((
+        Run::Split(Box::new(Split::remote(data, connect))),
+        partition.to_string(),
+    ))
+}
+
+/// The model party's slice of `setup`'s cut, loaded once on its device and shared by every
+/// session a server opens ([`model_session`]): its frozen weights are never copied.
+pub fn load_model_slice(
+    setup: &Setup<'_>,
+    pretrained: &Pretrained,
+    task: TaskHead,
+) -> Result<AnyModel, TrainError> {
+    let Some(partition) = setup.split.partition else {
+        return Err(TrainError::Invalid {
+            key: "split.partition".into(),
+            detail: "a model party serves a split run".into(),
+        });
+    };
+    let slices = slices_of(partition, pretrained)?;
+    let device = setup.split.model_device()?.probe()?.autodiff();
+    Ok(pretrained.load(&slices.model, task, &device)?)
+}
+
+/// A model party for one session on `base` (from [`load_model_slice`]): its own trainable
+/// parameters (LoRA adapters or trainable blocks, as `setup` says) and optimizer state over the
+/// shared frozen weights, its learning-rate schedule spanning `total_steps`.
+pub fn model_session(
+    setup: &Setup<'_>,
+    base: &AnyModel,
+    total_steps: usize,
+) -> Result<ModelParty, TrainError> {
+    let slice = PartySlice::new(
+        base.clone(),
+        setup.finetune,
+        setup.optimizer,
+        total_steps.max(1),
+        setup.seed,
+    )?;
+    Ok(ModelParty::new(slice, setup.split.data_party.wire_dtype))
+}
+
+/// `partition`'s slices of `pretrained`, or an error naming the setting.
+fn slices_of(partition: Partition, pretrained: &Pretrained) -> Result<Slices, TrainError> {
+    partition
+        .slices(pretrained.num_layers())
+        .map_err(|e| TrainError::Invalid {
+            key: "split.partition".into(),
+            detail: e.to_string(),
+        })
+}
+
+/// A slice of `pretrained` on `device`, with `setup`'s trainability and optimizer.
+fn party_slice(
+    setup: &Setup<'_>,
+    pretrained: &Pretrained,
+    task: TaskHead,
+    total_steps: usize,
+    spec: &SliceSpec,
+    device: &Device,
+) -> Result<PartySlice, TrainError> {
+    let loaded = pretrained.load(spec, task, device)?;
+    Ok(PartySlice::new(
+        loaded,
+        setup.finetune,
+        setup.optimizer,
+        total_steps.max(1),
+        setup.seed,
+    )?)
+}
+
+/// The data party of `slices` with its defenses, its session opened over `transport`.
+fn data_party(
+    setup: &Setup<'_>,
+    pretrained: &Pretrained,
+    task: TaskHead,
+    total_steps: usize,
+    slices: &Slices,
+    transport: Box<dyn Transport>,
+    handshake: Handshake,
+) -> Result<DataParty, TrainError> {
+    let data_device = setup.split.data_device()?.probe()?.autodiff();
+    let slice =
+        |spec: &SliceSpec| party_slice(setup, pretrained, task, total_steps, spec, &data_device);
+    let tail = slices.data_tail.as_ref().map(slice).transpose()?;
+    let mut data = DataParty::connect_with(
+        slice(&slices.data_head)?,
+        tail,
+        transport,
+        &setup.split.data_party,
+        handshake,
+    )?;
+    data.set_defenses(DefenseConfig::build_all(setup.defenses, setup.seed)?);
+    Ok(data)
 }

@@ -174,6 +174,8 @@ fn an_infer_step_without_a_prompt_is_refused() {
             version: splitlm_protocol::PROTOCOL_VERSION,
             role: splitlm_protocol::Role::DataParty,
             party_id: "rogue".into(),
+            session_key: String::new(),
+            terms: Vec::new(),
         })
         .unwrap();
     data_end.recv().unwrap();

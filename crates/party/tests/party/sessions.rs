@@ -238,6 +238,8 @@ fn raw_session() -> (
         version: PROTOCOL_VERSION,
         role: Role::DataParty,
         party_id: "raw".into(),
+        session_key: String::new(),
+        terms: Vec::new(),
     })
     .unwrap();
     assert!(matches!(peer.recv().unwrap(), Message::HelloAck { .. }));

@@ -46,11 +46,25 @@ pub fn message() -> impl Strategy<Value = Message> {
         Just(OutputKind::SpanLogits)
     ];
     prop_oneof![
-        (any::<u16>(), role, ".{0,20}").prop_map(|(version, role, party_id)| Message::Hello {
-            version,
+        (
+            any::<u16>(),
             role,
-            party_id
-        }),
+            ".{0,20}",
+            ".{0,12}",
+            proptest::collection::vec((".{0,8}", ".{0,8}"), 0..4)
+        )
+            .prop_map(
+                |(version, role, party_id, session_key, terms)| Message::Hello {
+                    version,
+                    role,
+                    party_id,
+                    session_key,
+                    terms
+                }
+            ),
+        ".{0,12}".prop_map(|tag| Message::SaveState { tag }),
+        ".{0,12}".prop_map(|tag| Message::RestoreState { tag }),
+        (".{0,12}", any::<u64>()).prop_map(|(tag, steps)| Message::StateDone { tag, steps }),
         (any::<u16>(), any::<u64>())
             .prop_map(|(version, session)| Message::HelloAck { version, session }),
         (any::<u64>(), mode, frame(), frame(), frame()).prop_map(

@@ -26,6 +26,12 @@ fn every_truncation_is_an_error() {
             version: 1,
             role: splitlm_protocol::Role::DataParty,
             party_id: "héad".into(),
+            session_key: "run-1".into(),
+            terms: vec![("partition".into(), "HT(2)".into())],
+        },
+        Message::StateDone {
+            tag: "step-000004".into(),
+            steps: 4,
         },
         Message::Output {
             step: 1,
