@@ -33,6 +33,7 @@ pub use splitlm_device as device;
 pub use splitlm_gpt2 as gpt2;
 pub use splitlm_llama as llama;
 pub use splitlm_metrics as metrics;
+pub use splitlm_net as net;
 pub use splitlm_nn as nn;
 pub use splitlm_partition as partition;
 pub use splitlm_party as party;

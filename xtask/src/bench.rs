@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: the project's benchmarks, each an example of the root crate run with
-//! the settings its issue names (the split training step; the cost of the inversion attacks). Results are appended as JSON lines to
+//! the settings its issue names (the split training step; the same over loopback gRPC and a
+//! load of eight clients; the cost of the inversion attacks). Results are appended as JSON lines to
 //! `target/bench/results.jsonl` (under `CARGO_TARGET_DIR` when set).
 
 use std::path::PathBuf;
@@ -39,11 +40,25 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
     let steps = args.steps.to_string();
-    let benches: [(&str, &str, Vec<&str>); 2] = [
+    let benches: [(&str, &str, Vec<&str>); 3] = [
         (
             "split vs unsplit training step (MiniLM, 16 x 64)",
             "split_step",
             vec!["--batch", "16", "--seq", "64", "--steps", &steps],
+        ),
+        (
+            "the split step over loopback gRPC with mutual TLS vs in one process; 8 clients at once",
+            "grpc_step",
+            vec![
+                "--batch",
+                "16",
+                "--seq",
+                "64",
+                "--steps",
+                &steps,
+                "--clients",
+                "8",
+            ],
         ),
         (
             "seconds per attacked sample, VMI and RWI (MiniLM head of 2 blocks, 32 tokens)",

@@ -122,7 +122,11 @@ impl Connector {
             .block_on(async {
                 let mut endpoint = Channel::builder(self.uri.clone())
                     .connect_timeout(Duration::from_secs(10))
-                    .tcp_nodelay(true);
+                    .tcp_nodelay(true)
+                    // A peer that vanished without closing the connection is noticed.
+                    .http2_keep_alive_interval(Duration::from_secs(30))
+                    .keep_alive_timeout(Duration::from_secs(20))
+                    .keep_alive_while_idle(true);
                 if let Some(tls) = &self.tls {
                     let host = self.uri.host().unwrap_or_default();
                     let host = host.trim_start_matches('[').trim_end_matches(']');

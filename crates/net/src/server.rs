@@ -26,7 +26,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::chunk::{ChunkCodec, ChunkReader, ChunkWriter, Incoming};
-use crate::client::{describe, is_loopback_host};
+use crate::client::describe;
 use crate::config::{End, NetworkConfig};
 use crate::terms::agree;
 use crate::{NetError, SERVICE_NAME, SESSION_METHOD};
@@ -107,7 +107,10 @@ pub fn serve(
             .await
             .map_err(|e| fail(e.to_string()))?;
         let bound = listener.local_addr().map_err(|e| fail(e.to_string()))?;
-        let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+        let mut builder = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)));
         if let Some(tls) = &tls {
             builder = builder
                 .tls_config(
@@ -425,9 +428,4 @@ fn dir_name(identity: &str) -> String {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     format!("{safe}-{hash:016x}")
-}
-
-/// Whether `address` may be served without TLS.
-pub fn plaintext_allowed(address: &str) -> bool {
-    is_loopback_host(address)
 }

@@ -232,9 +232,21 @@ impl Learner for Split {
         let ModelSide::Remote { connect } = &mut self.model else {
             return Ok(false);
         };
-        let transport = connect().map_err(TrainError::Connect)?;
-        self.data.reconnect(transport)?;
-        Ok(true)
+        // A model party that has not yet noticed the broken link still holds the session and
+        // refuses its key for a while: ask again a few times.
+        let mut refusals = 0;
+        loop {
+            let transport = connect().map_err(TrainError::Connect)?;
+            match self.data.reconnect(transport) {
+                Ok(()) => return Ok(true),
+                Err(PartyError::Peer { message, .. }) if refusals < 5 => {
+                    refusals += 1;
+                    log::warn!("the model party refused the session again ({message}); retrying");
+                    std::thread::sleep(std::time::Duration::from_secs(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     fn traffic(&self) -> Option<Traffic> {

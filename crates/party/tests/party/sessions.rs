@@ -281,7 +281,7 @@ fn malformed_activations_are_refused_with_a_reason() {
     let grad = TensorFrame::from_f32(vec![1], &[0.0], WireDType::F32).unwrap();
     expect_refusal(
         Message::Gradient { step: 0, grad },
-        "expected Forward or End",
+        "expected Forward, SaveState, RestoreState or End",
     );
 }
 
