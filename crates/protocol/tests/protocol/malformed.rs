@@ -212,7 +212,7 @@ fn bad_envelope_fields() {
         decode(&bytes, &Limits::default()),
         Err(ProtocolError::UnknownVersion {
             found: 1,
-            supported: 2
+            supported: splitlm_protocol::PROTOCOL_VERSION
         })
     ));
     let mut bytes = good.clone();
