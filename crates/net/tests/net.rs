@@ -598,3 +598,32 @@ fn mutated_sessions_never_bring_the_server_down() {
     train(&mut data, 0);
     data.finish().unwrap();
 }
+
+#[test]
+fn plaintext_is_refused_off_loopback_on_both_ends() {
+    let state = tempfile::tempdir().unwrap();
+    let factory = Arc::new(Factory {
+        tiny: CLASSIFY,
+        base: CLASSIFY.model_base(),
+        opened: AtomicUsize::new(0),
+    });
+    let options = ServeOptions {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        state: state.path().to_path_buf(),
+        network: insecure(),
+    };
+    let err = splitlm_net::serve(options, factory, |_| panic!("listening")).unwrap_err();
+    assert!(err.to_string().contains("loopback"), "{err}");
+    let err = Connector::new(&NetworkConfig {
+        connect: Some("http://192.0.2.1:7070".into()),
+        ..insecure()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("loopback"), "{err}");
+    let err = Connector::new(&NetworkConfig {
+        connect: Some("http://127.0.0.1:7070".into()),
+        ..NetworkConfig::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("plaintext"), "{err}");
+}
