@@ -130,6 +130,16 @@ fn train(data: &mut DataParty, first: usize) -> Vec<u32> {
         .collect()
 }
 
+/// A whole session over `connector`: open as `key`, train, end.
+fn train_a_session(connector: &Connector, key: &str) -> Vec<u32> {
+    let mut data = CLASSIFY
+        .connect(Box::new(connector.connect_once().unwrap()), key)
+        .unwrap();
+    let losses = train(&mut data, 0);
+    data.finish().unwrap();
+    losses
+}
+
 /// The same training with both parties in this process.
 fn in_process(first: usize) -> Vec<u32> {
     let model = ModelParty::new(CLASSIFY.slice(CLASSIFY.model_base()), WireDType::F32);
@@ -147,6 +157,16 @@ struct Factory {
     tiny: Tiny,
     base: AnyModel,
     opened: AtomicUsize,
+}
+
+impl Factory {
+    fn new(tiny: Tiny) -> Arc<Self> {
+        Arc::new(Self {
+            tiny,
+            base: tiny.model_base(),
+            opened: AtomicUsize::new(0),
+        })
+    }
 }
 
 impl SessionFactory for Factory {
@@ -170,11 +190,7 @@ struct Server {
 
 /// A server on a free loopback port, serving `tiny` until the test process ends.
 fn start(tiny: Tiny, network: NetworkConfig, state: &Path) -> Server {
-    let factory = Arc::new(Factory {
-        tiny,
-        base: tiny.model_base(),
-        opened: AtomicUsize::new(0),
-    });
+    let factory = Factory::new(tiny);
     let options = ServeOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         state: state.to_path_buf(),
@@ -510,11 +526,7 @@ fn mutual_tls_refuses_clients_without_a_valid_certificate_before_any_model_work(
     );
     // The valid client is served.
     let good = Connector::new(&client_config(&server, &network)).unwrap();
-    let mut data = CLASSIFY
-        .connect(Box::new(good.connect_once().unwrap()), "valid")
-        .unwrap();
-    train(&mut data, 0);
-    data.finish().unwrap();
+    train_a_session(&good, "valid");
 }
 
 #[test]
@@ -541,11 +553,7 @@ fn admission_is_limited_and_silent_sessions_are_freed() {
     };
     assert!(message.contains("at most 1 sessions"), "{message}");
     std::thread::sleep(Duration::from_millis(2500));
-    let mut admitted = CLASSIFY
-        .connect(Box::new(connector.connect_once().unwrap()), "third")
-        .unwrap();
-    train(&mut admitted, 0);
-    admitted.finish().unwrap();
+    train_a_session(&connector, "third");
     drop(silent);
     let records = std::fs::read_to_string(state.path().join("sessions.jsonl")).unwrap();
     assert!(
@@ -592,21 +600,13 @@ fn mutated_sessions_never_bring_the_server_down() {
         }
         raw_exchange(&connector, &bytes);
     }
-    let mut data = CLASSIFY
-        .connect(Box::new(connector.connect_once().unwrap()), "after")
-        .unwrap();
-    train(&mut data, 0);
-    data.finish().unwrap();
+    train_a_session(&connector, "after");
 }
 
 #[test]
 fn plaintext_is_refused_off_loopback_on_both_ends() {
     let state = tempfile::tempdir().unwrap();
-    let factory = Arc::new(Factory {
-        tiny: CLASSIFY,
-        base: CLASSIFY.model_base(),
-        opened: AtomicUsize::new(0),
-    });
+    let factory = Factory::new(CLASSIFY);
     let options = ServeOptions {
         listen: "0.0.0.0:0".parse().unwrap(),
         state: state.path().to_path_buf(),

@@ -157,26 +157,24 @@ impl DataParty {
     /// Asks the model party to save its state of this session under `tag` (atomically, on its
     /// side); returns the training steps that state has taken.
     pub fn save_peer_state(&mut self, tag: &str) -> Result<u64, PartyError> {
-        self.peer_state(Message::SaveState { tag: tag.into() })
+        self.peer_state(Message::SaveState { tag: tag.into() }, tag)
     }
 
     /// Asks the model party to return its state of this session to what it saved under `tag`;
     /// returns the training steps that state had taken.
     pub fn restore_peer_state(&mut self, tag: &str) -> Result<u64, PartyError> {
-        self.peer_state(Message::RestoreState { tag: tag.into() })
+        self.peer_state(Message::RestoreState { tag: tag.into() }, tag)
     }
 
-    fn peer_state(&mut self, request: Message) -> Result<u64, PartyError> {
-        let (Message::SaveState { tag } | Message::RestoreState { tag }) = &request else {
-            unreachable!("only state requests are sent here")
-        };
-        let tag = tag.clone();
+    /// Sends a state `request` about `tag` and returns the steps of the state it answers.
+    fn peer_state(&mut self, request: Message, tag: &str) -> Result<u64, PartyError> {
         self.link.transport.send(&request)?;
         match recv_expected(self.link.transport.as_mut())? {
             Message::StateDone { tag: done, steps } if done == tag => Ok(steps),
-            Message::StateDone { tag: done, .. } => Err(PartyError::BadTensor(format!(
-                "the model party answered for state \"{done}\" instead of \"{tag}\""
-            ))),
+            Message::StateDone { tag: done, .. } => Err(PartyError::state(
+                std::path::Path::new(tag),
+                format!("the model party answered for state \"{done}\" instead"),
+            )),
             other => Err(unexpected("StateDone", &other)),
         }
     }
