@@ -152,10 +152,7 @@ impl ServerProcess {
 
     /// Peak resident memory so far, MiB (Linux).
     fn peak_rss_mib(&self) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib / 1024.0)
+        splitlm::bench::resources::peak_rss_mib_of(self.child.id())
     }
 }
 

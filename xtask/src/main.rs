@@ -2,6 +2,7 @@
 
 mod assets;
 mod bench;
+mod side_by_side;
 
 use std::process::ExitCode;
 
@@ -19,7 +20,8 @@ struct Cli {
 enum Command {
     /// Fetch and verify the demo models and data into the asset cache (no-op when present).
     Assets(assets::AssetsArgs),
-    /// Run the benchmarks and append their results to target/bench/results.jsonl.
+    /// Run the benchmarks (and the PyTorch peer side by side) and append their results under
+    /// target/bench/.
     Bench(bench::BenchArgs),
 }
 

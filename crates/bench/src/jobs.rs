@@ -238,6 +238,7 @@ pub fn train_labelled(
         eval_bytes_sent: eval_sent,
         eval_bytes_received: eval_received,
         wall_seconds: wall,
+        peak_rss_mib: crate::resources::peak_rss_mib(),
     };
     records::append(&config.output.records, &Record::Train(record.clone()))?;
     let mut attack_rows = Vec::new();

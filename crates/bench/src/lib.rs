@@ -16,6 +16,7 @@ pub mod model;
 pub mod records;
 pub mod remote;
 pub mod report;
+pub mod resources;
 pub mod summary;
 pub mod truth;
 

@@ -164,6 +164,11 @@ pub struct TrainRecord {
     pub eval_bytes_received: u64,
     /// Wall time of the whole job, seconds.
     pub wall_seconds: f64,
+    /// Peak resident memory of the process that ran the data party (in one process, both
+    /// parties), MiB; absent where the platform does not tell
+    /// ([`crate::resources::peak_rss_mib`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// Which attack ran, with its settings.

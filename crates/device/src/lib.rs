@@ -143,8 +143,16 @@ impl DeviceSpec {
 
     /// Opens the device and runs a tiny computation, turning a backend panic (no Vulkan driver,
     /// no CUDA runtime) into [`DeviceError::Unavailable`].
+    ///
+    /// CUDA is checked first for what its backend needs at run time (the driver's libcuda, a
+    /// device at the index, NVRTC, the CUDA headers): the backend `unwrap`s those on the thread
+    /// that serves the device, where the panic cannot be caught here, only seen as a dead channel.
     pub fn probe(&self) -> Result<Device, DeviceError> {
         let device = self.device()?;
+        #[cfg(feature = "cuda")]
+        if let DeviceSpec::Cuda(index) = *self {
+            cuda::check(index).map_err(|reason| self.unavailable(reason))?;
+        }
         let check = device.clone();
         let result = catch_unwind(AssertUnwindSafe(move || {
             let x = Tensor::<1>::from_floats([1.0, 2.0, 3.0], &check);
@@ -153,7 +161,20 @@ impl DeviceSpec {
         match result {
             Ok(sum) if (sum - 6.0).abs() < 1e-6 => Ok(device),
             Ok(sum) => Err(self.unavailable(format!("probe computed {sum} instead of 6"))),
-            Err(panic) => Err(self.unavailable(panic_message(panic.as_ref()))),
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                // The CUDA backend starts the device on its own thread; when that panics, the
+                // caller's panic is only the closed channel. The real message is on stderr.
+                #[cfg(feature = "cuda")]
+                let message = match self {
+                    DeviceSpec::Cuda(_) if message.contains("RecvError") => format!(
+                        "the CUDA backend panicked while opening the device (its message is \
+                         printed above): {message}"
+                    ),
+                    _ => message,
+                };
+                Err(self.unavailable(message))
+            }
         }
     }
 
@@ -172,6 +193,55 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "the backend panicked while opening the device".to_string()
+    }
+}
+
+/// What the CUDA backend loads at run time, checked without touching the backend.
+#[cfg(feature = "cuda")]
+mod cuda {
+    /// `Err` names the first missing piece and what provides it; see README, "CUDA".
+    pub(crate) fn check(index: usize) -> Result<(), String> {
+        // SAFETY: each `is_culib_present` only opens and closes the library (cudarc's own search:
+        // the same names and loader path the backend will use); no symbol is called.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(
+                "no CUDA driver: libcuda.so.1 is not on the loader path (the NVIDIA driver \
+                 installs it)"
+                    .to_string(),
+            );
+        }
+        cudarc::driver::result::init()
+            .map_err(|err| format!("the CUDA driver does not start (cuInit): {err}"))?;
+        let count = cudarc::driver::result::device::get_count()
+            .map_err(|err| format!("the CUDA driver cannot count devices: {err}"))?;
+        if index >= usize::try_from(count).unwrap_or(0) {
+            return Err(format!("the CUDA driver sees {count} device(s)"));
+        }
+        // SAFETY: as above.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            return Err(
+                "no NVRTC: libnvrtc.so.12 is not on the loader path (LD_LIBRARY_PATH); \
+                 the kernels are compiled with it (scripts/cuda-runtime.sh)"
+                    .to_string(),
+            );
+        }
+        // cubecl-cuda hands NVRTC `<CUDA_PATH>/include` and panics at the first kernel when it
+        // finds no CUDA directory (CUDA_PATH, else /usr/local/cuda, /opt/cuda, /usr).
+        let headers = cubecl_cuda::install::cuda_path().map(|path| path.join("include"));
+        match headers {
+            Some(include) if include.join("cuda_fp16.h").is_file() => Ok(()),
+            Some(include) => Err(format!(
+                "no CUDA headers: {} has no cuda_fp16.h; set CUDA_PATH to a directory whose \
+                 include/ holds the CUDA headers (scripts/cuda-runtime.sh)",
+                include.display()
+            )),
+            None => Err(
+                "no CUDA headers: CUDA_PATH is not set and there is no /usr/local/cuda or \
+                 /opt/cuda; set CUDA_PATH to a directory whose include/ holds the CUDA \
+                 headers (scripts/cuda-runtime.sh)"
+                    .to_string(),
+            ),
+        }
     }
 }
 
@@ -324,6 +394,36 @@ mod tests {
                     .unwrap_or_else(|e| panic!("the {spec} backend works everywhere: {e}"));
             }
         }
+    }
+
+    /// Without a GPU (CI), a CUDA build refuses the device with a reason instead of panicking
+    /// or aborting; with one, the probe computes.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn cuda_probe_names_what_is_missing() {
+        let spec: DeviceSpec = "cuda".parse().unwrap();
+        match spec.probe() {
+            Ok(_) => {}
+            Err(DeviceError::Unavailable { spec, reason }) => {
+                assert_eq!(spec, "cuda:0");
+                // SAFETY: opens and closes the library only.
+                if !unsafe { cudarc::driver::sys::is_culib_present() } {
+                    assert!(reason.contains("libcuda"), "{reason}");
+                }
+                assert!(
+                    ["libcuda", "cuInit", "device", "NVRTC", "CUDA headers"]
+                        .iter()
+                        .any(|what| reason.contains(what)),
+                    "{reason}"
+                );
+            }
+            Err(other) => panic!("expected Unavailable, got {other}"),
+        }
+        // A missing device index is refused the same way, never opened.
+        assert!(matches!(
+            DeviceSpec::Cuda(4096).probe(),
+            Err(DeviceError::Unavailable { .. })
+        ));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod generate;
 pub mod head;
 pub mod hf_config;
 pub mod loss;
+pub mod random;
 pub mod seeded;
 pub mod slice;
 #[cfg(feature = "testing")]
@@ -30,6 +31,7 @@ pub use error::ModelError;
 pub use family::{FamilyConfig, ModelFamily};
 pub use head::{HeadOutput, TaskHead};
 pub use loss::{Labels, loss};
+pub use random::RandomWeights;
 pub use slice::{LayerRange, SliceSpec};
 pub use transformer::TransformerSlice;
 pub use weights::Weights;

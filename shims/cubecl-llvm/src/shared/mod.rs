@@ -1,0 +1,3 @@
+//! What the LLVM backend shares between targets: only the feature narrowing.
+
+pub mod lowered_features;
