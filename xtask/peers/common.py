@@ -11,6 +11,7 @@ import math
 import os
 import re
 import struct
+import time
 from pathlib import Path
 
 MASK64 = (1 << 64) - 1
@@ -149,6 +150,36 @@ def median_upper(values: list[float]) -> float:
     even count, the upper of the two middle values, not their mean)."""
     ordered = sorted(values)
     return ordered[len(ordered) // 2]
+
+
+def time_training_steps(model, optimizer, compute_loss, steps: int) -> dict:
+    """One warm-up step, then `steps` timed ones, each `compute_loss()` → backward → optimizer
+    step → zero_grad, the loss read back each step (ours reads it back too). Returns the fields
+    every step workload reports: the median, each time, each loss, the parameter counts."""
+    losses = []
+
+    def step() -> None:
+        loss = compute_loss()
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # warm-up
+    times = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - started) * 1e3)
+    trainable, total = count_trainable(model)
+    return {
+        "value": median_upper(times),
+        "unit": "ms/step",
+        "times_ms": times,
+        "losses": losses,
+        "trainable_params": trainable,
+        "total_params": total,
+    }
 
 
 # --- assets ---

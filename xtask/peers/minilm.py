@@ -36,7 +36,6 @@ Known differences (computation, not maths):
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -47,12 +46,11 @@ from common import (
     DEFAULT_OPTIMIZER,
     PeerError,
     adamw,
-    count_trainable,
-    median_upper,
     minilm_dir,
     seed_lora_a,
     seeded_normal,
     synthetic_ids,
+    time_training_steps,
 )
 
 NUM_LABELS = 2
@@ -123,32 +121,13 @@ def step_workload(assets: Path, batch: int, seq: int, strategy: str, steps: int)
     attention_mask = torch.ones_like(input_ids)
     labels = torch.tensor([i % 2 for i in range(batch)], dtype=torch.long)
 
-    losses = []
+    def loss():
+        return F.cross_entropy(model(input_ids, attention_mask), labels)
 
-    def step() -> None:
-        logits = model(input_ids, attention_mask)
-        loss = F.cross_entropy(logits, labels)
-        losses.append(loss.item())  # ours reads the loss back each step too
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    step()  # warm-up
-    times = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - started) * 1e3)
-    trainable, total = count_trainable(model)
     return {
-        "value": median_upper(times),
-        "unit": "ms/step",
-        "times_ms": times,
+        **time_training_steps(model, optimizer, loss, steps),
         "batch": batch,
         "seq": seq,
         "strategy": strategy,
-        "losses": losses,
-        "trainable_params": trainable,
-        "total_params": total,
         "attn_implementation": model.encoder.config._attn_implementation,
     }

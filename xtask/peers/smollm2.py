@@ -47,11 +47,10 @@ from common import (
     DEFAULT_OPTIMIZER,
     PeerError,
     adamw,
-    count_trainable,
-    median_upper,
     seed_lora_a,
     smollm2_gguf,
     synthetic_ids,
+    time_training_steps,
 )
 
 LORA_TARGETS = ["q_proj", "v_proj"]
@@ -186,33 +185,15 @@ def step_workload(assets: Path, batch: int, seq: int, steps: int, rank: int = 4,
     input_ids = torch.tensor(synthetic_ids(batch, seq, 1000), dtype=torch.long)
     attention_mask = torch.ones_like(input_ids)
 
-    losses = []
-
-    def step() -> None:
+    def loss():
         logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
         vocab = logits.shape[-1]
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, vocab), input_ids[:, 1:].reshape(-1))
-        losses.append(loss.item())
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        return F.cross_entropy(logits[:, :-1].reshape(-1, vocab), input_ids[:, 1:].reshape(-1))
 
-    step()  # warm-up
-    times = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - started) * 1e3)
-    trainable, total = count_trainable(model)
     return {
-        "value": median_upper(times),
-        "unit": "ms/step",
-        "times_ms": times,
+        **time_training_steps(model, optimizer, loss, steps),
         "batch": batch,
         "seq": seq,
-        "losses": losses,
-        "trainable_params": trainable,
-        "total_params": total,
         "loader": loader,
         "attn_implementation": base.config._attn_implementation,
     }
