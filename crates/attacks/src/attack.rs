@@ -3,8 +3,11 @@
 //! ([`crate::score`]), never the attack's.
 
 use burn::tensor::Device;
+use splitlm_nn::{Labels, TokenBatch};
 use splitlm_zoo::AnyModel;
 
+use crate::bisr::{BisrSettings, bisr};
+use crate::completion::{CompletionSettings, model_completion};
 use crate::inversion::{Recovered, RwiSettings, VmiSettings, rwi, vmi};
 use crate::label::{
     DlsSettings, LabelGuess, direct_label_scoring, direction_scoring, norm_scoring,
@@ -19,6 +22,9 @@ pub enum AttackKind {
     Inversion,
     /// Recovering the data party's labels.
     LabelInference,
+    /// Recovering the task itself: predicting held-out labels with surrogates of the data
+    /// party's slices (scored on the prior's evaluation examples).
+    ModelCompletion,
 }
 
 impl AttackKind {
@@ -27,6 +33,7 @@ impl AttackKind {
         match self {
             AttackKind::Inversion => "inversion",
             AttackKind::LabelInference => "label_inference",
+            AttackKind::ModelCompletion => "model_completion",
         }
     }
 }
@@ -65,6 +72,36 @@ pub struct Prior {
     pub known_positive: Option<usize>,
     /// A copy of the data party's tail as it was at the observed step (Head–Body–Tail BLI
     /// differentiates through it, as the reference assumes the model party holds one).
+    pub tail: Option<AnyModel>,
+    /// Auxiliary examples the attacker holds (BiSR trains its inverter on them, model
+    /// completion its surrogate head and tail), with where they come from.
+    pub auxiliary: Option<Auxiliary>,
+    /// Examples the attacker predicts on, whose labels score it (model completion's AP is
+    /// its accuracy on the task's held-out set).
+    pub evaluation: Option<Vec<(TokenBatch, Labels)>>,
+    /// The model party's own slice, trained (the body in Head–Body–Tail).
+    pub body: Option<AnyModel>,
+    /// Public pretrained copies of the data party's slices, from which surrogates start: the
+    /// head, and in Head–Body–Tail the tail with a fresh task head.
+    pub surrogate: Option<Surrogate>,
+}
+
+/// Auxiliary examples the attacker holds.
+#[derive(Clone)]
+pub struct Auxiliary {
+    /// Where they come from, for records (e.g. "sentiment training set, 64 examples disjoint
+    /// from the observed ones").
+    pub source: String,
+    /// The examples as batches, with their labels.
+    pub batches: Vec<(TokenBatch, Labels)>,
+}
+
+/// Public pretrained slices shaped like the data party's, from which surrogates start.
+#[derive(Clone)]
+pub struct Surrogate {
+    /// Like the data party's head.
+    pub head: AnyModel,
+    /// Like the data party's tail (Head–Body–Tail), its task head freshly initialised.
     pub tail: Option<AnyModel>,
 }
 
@@ -129,6 +166,10 @@ pub enum AttackConfig {
     Ds(#[serde(default)] NoSettings),
     /// Direct label scoring (Head–Tail, classifier at the model party).
     Dls(#[serde(default)] DlsSettings),
+    /// BiSR: a learned inverter, then forward and backward optimisation (white-box).
+    Bisr(#[serde(default)] BisrSettings),
+    /// Model completion (Head–Body–Tail): surrogate head and tail on auxiliary labelled data.
+    ModelCompletion(#[serde(default)] CompletionSettings),
 }
 
 /// The settings of an attack that has none.
@@ -151,13 +192,18 @@ impl AttackConfig {
             AttackConfig::Ns(_) => "ns",
             AttackConfig::Ds(_) => "ds",
             AttackConfig::Dls(_) => "dls",
+            AttackConfig::Bisr(_) => "bisr",
+            AttackConfig::ModelCompletion(_) => "model_completion",
         }
     }
 
     /// What it goes after.
     pub fn kind(&self) -> AttackKind {
         match self {
-            AttackConfig::Vmi(_) | AttackConfig::Rwi(_) => AttackKind::Inversion,
+            AttackConfig::Vmi(_) | AttackConfig::Rwi(_) | AttackConfig::Bisr(_) => {
+                AttackKind::Inversion
+            }
+            AttackConfig::ModelCompletion(_) => AttackKind::ModelCompletion,
             _ => AttackKind::LabelInference,
         }
     }
@@ -228,6 +274,10 @@ impl Attack for Configured {
                 Inferred::Labels(direction_scoring(view, known)?)
             }
             AttackConfig::Dls(s) => Inferred::Labels(direct_label_scoring(view, s)?),
+            AttackConfig::Bisr(s) => Inferred::Tokens(bisr(view, prior, s, device)?),
+            AttackConfig::ModelCompletion(s) => {
+                Inferred::Labels(model_completion(view, prior, s, device)?)
+            }
         })
     }
 }

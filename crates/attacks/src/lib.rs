@@ -9,16 +9,21 @@
 //! [`score`] turns what an attack inferred into its AP against the truth.
 
 mod attack;
+mod bisr;
 mod bli;
+mod completion;
 mod inversion;
 mod label;
 mod optimise;
 pub mod score;
 
 pub use attack::{
-    Attack, AttackConfig, AttackKind, HeadVersion, Inferred, NoSettings, Prior, WhiteBoxHead,
+    Attack, AttackConfig, AttackKind, Auxiliary, HeadVersion, Inferred, NoSettings, Prior,
+    Surrogate, WhiteBoxHead,
 };
+pub use bisr::{BisrSettings, bisr};
 pub use bli::{BliObjective, BliSettings, bli, bli_dummy_labels};
+pub use completion::{CompletionSettings, model_completion};
 pub use inversion::{
     InversionMask, InversionObjective, Recovered, RwiSettings, VmiObjective, VmiSettings, rwi,
     token_precision_recall, vmi,

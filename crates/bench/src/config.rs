@@ -294,7 +294,7 @@ impl RunConfig {
                         format!("\"{}\" is used twice", setting.name),
                     ));
                 }
-                DefenseConfig::build_all(&setting.defenses, 0).map_err(|e| {
+                DefenseConfig::validate_all(&setting.defenses).map_err(|e| {
                     ConfigError::invalid(&format!("grid.settings[{i}].defenses"), e.to_string())
                 })?;
             }
@@ -384,7 +384,7 @@ impl RunConfig {
         self.generate
             .validate()
             .map_err(|e| ConfigError::invalid("generate", e.to_string()))?;
-        if let Err(e) = DefenseConfig::build_all(&self.defenses, 0) {
+        if let Err(e) = DefenseConfig::validate_all(&self.defenses) {
             return Err(ConfigError::invalid("defenses", e.to_string()));
         }
         self.validate_attacks()?;
@@ -417,6 +417,7 @@ impl RunConfig {
             optimizer: &self.optimizer,
             defenses: &self.defenses,
             seed: self.train.seed,
+            defense_data: None,
         }
     }
 }

@@ -1344,7 +1344,7 @@ fn defenses(cx: &mut Cx<'_>, model_type: &str) -> (Vec<Value>, Vec<Origin>) {
         match piece {
             Piece::Ours(value) => {
                 match typed::<DefenseConfig>(cx, value, &item, "defense.parameters") {
-                    Ok((config, value)) => match config.build(0) {
+                    Ok((config, value)) => match config.validate() {
                         Ok(_) => {
                             out.push(value);
                             origins.push(Origin {

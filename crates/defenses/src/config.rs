@@ -4,8 +4,9 @@
 //! earlier behaviours are named options.
 
 use crate::{
-    Crossing, Defense, DefenseError, Defenses, DpNoise, KlScale, Laplace, Mid, MidInit,
-    MidPosition, MidSettings, Selection, Sparsification,
+    AdversarialSettings, Crossing, CusTextSettings, Defense, DefenseEnv, DefenseError, Defenses,
+    DpNoise, KlScale, Laplace, Mid, MidInit, MidPosition, MidSettings, Needs, ObfuscatorSettings,
+    RanTextSettings, SanTextSettings, Selection, SndSettings, Sparsification,
 };
 
 /// One defense's settings.
@@ -93,6 +94,20 @@ pub enum DefenseConfig {
         #[serde(default)]
         kl: KlScale,
     },
+    /// Adversarial training: a mapping of the head's output trained against an imagined
+    /// inversion adversary.
+    AdversarialTraining(AdversarialSettings),
+    /// TextObfuscator: token clusters, a clustering loss, Laplace noise.
+    TextObfuscator(ObfuscatorSettings),
+    /// SanText+: token replacement by an exponential mechanism over input embeddings.
+    Santext(SanTextSettings),
+    /// CusText: token replacement among each token's top-k neighbours.
+    Custext(CusTextSettings),
+    /// RanText (InferDPT): token replacement among a random adjacency list.
+    Rantext(RanTextSettings),
+    /// Split-and-denoise: Gamma×Uniform noise on the sent activations and a denoiser at the
+    /// tail.
+    Snd(SndSettings),
 }
 
 fn one() -> usize {
@@ -128,9 +143,15 @@ fn gradients() -> Crossing {
 }
 
 impl DefenseConfig {
-    /// The defense, its random draws seeded by `seed`.
-    pub fn build(&self, seed: u64) -> Result<Box<dyn Defense>, DefenseError> {
+    /// The defense, its random draws seeded by `seed`, built with what `env` offers.
+    pub fn build(&self, seed: u64, env: &DefenseEnv) -> Result<Box<dyn Defense>, DefenseError> {
         Ok(match *self {
+            DefenseConfig::AdversarialTraining(ref s) => s.build(seed, env)?,
+            DefenseConfig::TextObfuscator(ref s) => s.build(seed, env)?,
+            DefenseConfig::Santext(ref s) => s.build(seed, env)?,
+            DefenseConfig::Custext(ref s) => s.build(seed, env)?,
+            DefenseConfig::Rantext(ref s) => s.build(seed, env)?,
+            DefenseConfig::Snd(ref s) => s.build(seed, env)?,
             DefenseConfig::LaplaceDp { .. } => {
                 Box::new(DpNoise::laplace_with(self.laplace()?, seed)?)
             }
@@ -228,12 +249,72 @@ impl DefenseConfig {
         })
     }
 
-    /// All of `configs`, in order (each seeded apart).
-    pub fn build_all(configs: &[DefenseConfig], seed: u64) -> Result<Defenses, DefenseError> {
+    /// Its name in records and configs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DefenseConfig::LaplaceDp { .. } => "laplace_dp",
+            DefenseConfig::GaussianDp { .. } => "gaussian_dp",
+            DefenseConfig::Sparsification { .. } => "sparsification",
+            DefenseConfig::Mid { .. } => "mid",
+            DefenseConfig::AdversarialTraining(_) => "adversarial_training",
+            DefenseConfig::TextObfuscator(_) => "text_obfuscator",
+            DefenseConfig::Santext(_) => "santext",
+            DefenseConfig::Custext(_) => "custext",
+            DefenseConfig::Rantext(_) => "rantext",
+            DefenseConfig::Snd(_) => "snd",
+        }
+    }
+
+    /// What it needs from the data party beyond the model's shape.
+    pub fn needs(&self) -> Needs {
+        match self {
+            DefenseConfig::AdversarialTraining(s) => s.needs(),
+            DefenseConfig::TextObfuscator(s) => s.needs(),
+            DefenseConfig::Santext(s) => s.needs(),
+            DefenseConfig::Custext(s) => s.needs(),
+            DefenseConfig::Rantext(s) => s.needs(),
+            DefenseConfig::Snd(s) => s.needs(),
+            _ => Needs::default(),
+        }
+    }
+
+    /// Refuses settings that cannot work, naming the field, without building anything.
+    pub fn validate(&self) -> Result<(), DefenseError> {
+        match self {
+            DefenseConfig::AdversarialTraining(s) => s.validate(),
+            DefenseConfig::TextObfuscator(s) => s.validate(),
+            DefenseConfig::Santext(s) => s.validate(),
+            DefenseConfig::Custext(s) => s.validate(),
+            DefenseConfig::Rantext(s) => s.validate(),
+            DefenseConfig::Snd(s) => s.validate(),
+            _ => self
+                .build(0, &DefenseEnv::bare(Default::default(), 1, 1))
+                .map(drop),
+        }
+    }
+
+    /// What all of `configs` need.
+    pub fn needs_of(configs: &[DefenseConfig]) -> Needs {
+        configs
+            .iter()
+            .fold(Needs::default(), |n, c| n.union(c.needs()))
+    }
+
+    /// Every one of `configs` validated ([`DefenseConfig::validate`]).
+    pub fn validate_all(configs: &[DefenseConfig]) -> Result<(), DefenseError> {
+        configs.iter().try_for_each(DefenseConfig::validate)
+    }
+
+    /// All of `configs`, in order (each seeded apart), built with what `env` offers.
+    pub fn build_all(
+        configs: &[DefenseConfig],
+        seed: u64,
+        env: &DefenseEnv,
+    ) -> Result<Defenses, DefenseError> {
         configs
             .iter()
             .enumerate()
-            .map(|(i, c)| c.build(seed.wrapping_add(i as u64)))
+            .map(|(i, c)| c.build(seed.wrapping_add(i as u64), env))
             .collect::<Result<Vec<_>, _>>()
             .map(Defenses::new)
     }
@@ -242,6 +323,10 @@ impl DefenseConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bare() -> DefenseEnv {
+        DefenseEnv::bare(Default::default(), 1, 1)
+    }
 
     fn parse(text: &str) -> DefenseConfig {
         serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -271,6 +356,7 @@ mod tests {
                 parse(r#"{"kind": "mid", "lambda": 0.1}"#),
             ],
             0,
+            &bare(),
         )
         .unwrap();
         let d = defenses.describe();
@@ -318,7 +404,7 @@ mod tests {
         let old = parse(
             r#"{"kind": "laplace_dp", "epsilon": 2.0, "sensitivity": 0.2, "clip": 0.2, "target": "gradients"}"#,
         );
-        let err = old.build(0).err().unwrap().to_string();
+        let err = old.validate().err().unwrap().to_string();
         assert!(err.contains("gradient_sensitivity"), "{err}");
         let same = parse(
             r#"{"kind": "laplace_dp", "epsilon": 2.0, "gradient_sensitivity": 0.2, "clip": 0.2, "target": "gradients"}"#,
@@ -330,10 +416,10 @@ mod tests {
         // straight through; configs/grid-sentiment-mid.toml: MID with the reference's
         // bottleneck at the head.
         parse(r#"{"kind": "sparsification", "rate": 0.96, "target": "activations"}"#)
-            .build(0)
+            .build(0, &bare())
             .unwrap();
         parse(r#"{"kind": "mid", "lambda": 0.01, "lr": 1e-2}"#)
-            .build(0)
+            .build(0, &bare())
             .unwrap();
         // Records written before these options (every field spelled out) still read.
         parse(
@@ -365,12 +451,12 @@ mod tests {
             clip: 1.0,
             target: Crossing::Both,
         };
-        assert!(bad.build(0).err().unwrap().to_string().contains("delta"));
+        assert!(bad.validate().err().unwrap().to_string().contains("delta"));
         let bad = parse(r#"{"kind": "sparsification", "rate": 96}"#);
-        assert!(bad.build(0).err().unwrap().to_string().contains("rate"));
+        assert!(bad.validate().err().unwrap().to_string().contains("rate"));
         let bad = parse(r#"{"kind": "laplace_dp", "epsilon": 1, "gradient_sensitivity": 0}"#);
         assert!(
-            bad.build(0)
+            bad.build(0, &bare())
                 .err()
                 .unwrap()
                 .to_string()

@@ -14,18 +14,28 @@
 //! (see [`DefenseConfig`]). `fixtures/vflair/defenses.json`, written by the reference's own
 //! functions (`fixtures/vflair/defenses.py`), pins the defaults.
 
+mod adversarial;
 mod config;
 mod dp;
+mod env;
 mod mid;
+mod obfuscator;
+mod snd;
 mod sparsify;
+mod text;
 
 use burn::tensor::{Gradients, Tensor};
 use splitlm_nn::TokenBatch;
 
+pub use adversarial::AdversarialSettings;
 pub use config::DefenseConfig;
 pub use dp::{Crossing, DpNoise, Laplace, gaussian_sigma};
+pub use env::{BodyRunner, DefenseEnv, HeadRunner, Needs, TextCodec};
 pub use mid::{KlScale, Mid, MidInit, MidPosition, MidSettings};
+pub use obfuscator::ObfuscatorSettings;
+pub use snd::SndSettings;
 pub use sparsify::{Selection, Sparsification};
+pub use text::{CusTextSettings, RanTextSettings, SanTextSettings};
 
 #[cfg(test)]
 mod fixtures;

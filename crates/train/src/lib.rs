@@ -4,11 +4,13 @@
 //! `splitlm-tasks`; experiments (attacks, grids, records) in `splitlm-bench`.
 
 pub mod checkpoint;
+mod defense_env;
 mod error;
 mod fit;
 mod learner;
 pub mod session;
 
+pub use defense_env::{DefenseData, TokenizerCodec, defense_env};
 pub use error::TrainError;
 pub use fit::{Evaluate, FitConfig, FitEvent, FitReport, fit};
 pub use learner::{Learner, Split, Whole};

@@ -14,6 +14,7 @@ use splitlm_tasks::Predictor;
 use splitlm_zoo::AnyModel;
 use splitlm_zoo::Pretrained;
 
+use crate::defense_env::{DefenseData, defense_env};
 use crate::error::TrainError;
 use crate::learner::{Connect, Learner, Split, Whole};
 
@@ -79,6 +80,9 @@ pub struct Setup<'a> {
     pub defenses: &'a [DefenseConfig],
     /// Seeds LoRA adapters and defenses.
     pub seed: u64,
+    /// The tokenizer and training inputs, for defenses that need them (text-level ones,
+    /// TextObfuscator).
+    pub defense_data: Option<&'a DefenseData>,
 }
 
 /// A learner: the split model (both parties here) or the whole model.
@@ -280,6 +284,14 @@ fn data_party(
         &setup.split.data_party,
         handshake,
     )?;
-    data.set_defenses(DefenseConfig::build_all(setup.defenses, setup.seed)?);
+    let env = defense_env(
+        setup.defenses,
+        setup.defense_data,
+        pretrained,
+        task,
+        slices,
+        &data_device,
+    )?;
+    data.set_defenses(DefenseConfig::build_all(setup.defenses, setup.seed, &env)?);
     Ok(data)
 }

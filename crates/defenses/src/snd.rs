@@ -1,0 +1,28 @@
+//! SnD, split-and-denoise (arXiv 2310.09130). Not built yet: building it is refused with a clear error.
+
+use crate::{Defense, DefenseEnv, DefenseError, Needs};
+
+/// Its settings; each left out takes the reference's value.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SndSettings {}
+
+impl SndSettings {
+    /// Refuses settings that cannot work, naming the field.
+    pub fn validate(&self) -> Result<(), DefenseError> {
+        Ok(())
+    }
+
+    /// What it needs from the data party.
+    pub fn needs(&self) -> Needs {
+        Needs::default()
+    }
+
+    /// The defense, its random draws seeded by `seed`.
+    pub fn build(&self, _seed: u64, _env: &DefenseEnv) -> Result<Box<dyn Defense>, DefenseError> {
+        Err(DefenseError {
+            defense: "snd",
+            reason: "not implemented yet".into(),
+        })
+    }
+}
