@@ -10,8 +10,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use burn::tensor::Device;
 use splitlm_attacks::score::{self, AttackScores, Truth};
-use splitlm_attacks::{AttackConfig, AttackKind, AttackerView, BliObjective, HeadVersion, Prior};
-use splitlm_nn::TaskHead;
+use splitlm_attacks::{
+    AttackConfig, AttackKind, AttackerView, Auxiliary, BliObjective, HeadVersion, Prior, Surrogate,
+};
+use splitlm_nn::Labels;
 use splitlm_party::ObservationLimits;
 use splitlm_tasks::{Predictor, TaskData};
 use splitlm_train::Split;
@@ -124,7 +126,6 @@ pub fn mount(
     data: &TaskData,
     recorded: Recorded,
 ) -> Result<(PriorRecord, Vec<AttackOutcome>)> {
-    let task = data.head();
     let training = AttackerView::of(model_party(split)?);
     anyhow::ensure!(
         !training.observations.is_empty(),
@@ -139,13 +140,26 @@ pub fn mount(
         _ => None,
     };
     let device = config.attacker.device(&config.split)?.probe()?.autodiff();
-    let prior = prior(config, model, split, task, &recorded, &device)?;
+    let prior = prior(config, model, split, data, &recorded, &device)?;
     let tokenizer = model.checkpoint.tokenizer()?;
     let decode = |ids: &[u32]| tokenizer.decode(ids, true).unwrap_or_default();
     let mut outcomes = Vec::new();
     for attack in &config.attacks {
         let attacker = &config.attacker;
+        let evaluation_truth;
         let (view, truth, target) = match (&resent, attack.kind()) {
+            (_, AttackKind::ModelCompletion) => {
+                evaluation_truth = evaluation_labels(&prior)?;
+                (
+                    &training,
+                    &evaluation_truth,
+                    AttackTarget::AfterTraining {
+                        samples: evaluation_truth.labels.len(),
+                        split: SampleSplit::Test,
+                        batch_size: config.train.batch_size,
+                    },
+                )
+            }
             (Some((view, truth)), AttackKind::Inversion) => (
                 view,
                 truth,
@@ -184,6 +198,7 @@ pub fn mount(
         positive_is_minority: prior.positive_is_minority,
         known_positive: prior.known_positive,
         tail_at_observed_step: prior.tail.is_some(),
+        auxiliary: prior.auxiliary.as_ref().map(|a| a.source.clone()),
     };
     Ok((described, outcomes))
 }
@@ -231,10 +246,11 @@ fn prior(
     config: &RunConfig,
     model: &OpenedModel,
     split: &mut Split,
-    task: TaskHead,
+    data: &TaskData,
     recorded: &Recorded,
     device: &Device,
 ) -> Result<Prior> {
+    let task = data.head();
     let mut prior = Prior {
         positive_is_minority: config.attacker.positive_is_minority,
         known_positive: recorded.truth.labels.iter().position(|&l| l == 1),
@@ -265,5 +281,75 @@ fn prior(
             version,
         });
     }
+    let wants = |f: fn(&AttackConfig) -> bool| config.attacks.iter().any(f);
+    if wants(|a| matches!(a, AttackConfig::Bisr(_) | AttackConfig::ModelCompletion(_))) {
+        prior.auxiliary = Some(auxiliary(config, data, device)?);
+    }
+    if wants(|a| matches!(a, AttackConfig::ModelCompletion(_))) {
+        let partition = config.split.partition.context("attacks need a split")?;
+        let slices = partition.slices(model.checkpoint.num_layers())?;
+        prior.body = Some(model_party(split)?.with_slice(|s| s.model().clone()));
+        prior.surrogate = Some(Surrogate {
+            head: model.checkpoint.load(&slices.data_head, task, device)?,
+            tail: slices
+                .data_tail
+                .as_ref()
+                .map(|spec| model.checkpoint.load(spec, task, device))
+                .transpose()?,
+        });
+        let held_out = data
+            .held_out_set()
+            .context("model completion is scored on the task's held-out labels; this task has none")?;
+        let indices: Vec<usize> = (0..held_out.len()).collect();
+        prior.evaluation = Some(
+            indices
+                .chunks(config.train.batch_size.max(1))
+                .map(|chunk| held_out.batch(chunk, device))
+                .collect::<Result<_, _>>()?,
+        );
+    }
     Ok(prior)
+}
+
+/// The attacker's auxiliary examples: `attacker.auxiliary_samples` (default 5 %) of the
+/// training set, drawn with the run's seed.
+fn auxiliary(config: &RunConfig, data: &TaskData, device: &Device) -> Result<Auxiliary> {
+    let set = data.training_set();
+    let count = config
+        .attacker
+        .auxiliary_samples
+        .unwrap_or(set.len() / 20)
+        .clamp(1, set.len().max(1));
+    let mut indices =
+        splitlm_tasks::dataset::permutation(set.len(), config.train.seed ^ 0xa0c5_1a7a);
+    indices.truncate(count);
+    let batches = indices
+        .chunks(config.train.batch_size.max(1))
+        .map(|chunk| set.batch(chunk, device))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Auxiliary {
+        source: format!(
+            "{count} of the {} training examples, drawn with seed {}",
+            set.len(),
+            config.train.seed
+        ),
+        batches,
+    })
+}
+
+/// The labels of the prior's evaluation examples, in order (model completion's truth).
+fn evaluation_labels(prior: &Prior) -> Result<Truth> {
+    let mut truth = Truth::default();
+    for (_, labels) in prior.evaluation.as_deref().unwrap_or_default() {
+        let Labels::Classes(classes) = labels else {
+            anyhow::bail!("model completion scores classification labels; this task has others");
+        };
+        let values = classes
+            .clone()
+            .into_data()
+            .try_into_vec_as::<i64>()
+            .map_err(|e| anyhow::anyhow!("reading labels: {e:?}"))?;
+        truth.labels.extend(values.into_iter().map(|v| v as usize));
+    }
+    Ok(truth)
 }

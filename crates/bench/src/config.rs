@@ -92,6 +92,11 @@ pub struct AttackerConfig {
     pub positive_is_minority: bool,
     /// Where the attacks compute (default: the data party's device).
     pub device: Option<String>,
+    /// How many training examples the attacker holds as auxiliary data (BiSR's inverter
+    /// training set, model completion's labelled set); absent: 5 % of the training set, the
+    /// reference's BiSR fallback (BiSR.py l.150-153). Drawn at random with the run's seed, as
+    /// model completion draws them (ModelCompletion_LLM.py l.184-191).
+    pub auxiliary_samples: Option<usize>,
 }
 
 impl Default for AttackerConfig {
@@ -107,6 +112,7 @@ impl Default for AttackerConfig {
             head: HeadVersion::FineTuned,
             positive_is_minority: false,
             device: None,
+            auxiliary_samples: None,
         }
     }
 }

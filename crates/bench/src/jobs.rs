@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -14,7 +15,7 @@ use splitlm_protocol::Traffic;
 use splitlm_tasks::prompt::{Template, chatml_prompt, stop_ids};
 use splitlm_tasks::{TaskData, TaskError, TaskScores};
 use splitlm_train::session::{self, Run};
-use splitlm_train::{FitEvent, FitReport, Learner, fit};
+use splitlm_train::{DefenseData, FitEvent, FitReport, Learner, TokenizerCodec, fit};
 
 use crate::attack_stage;
 use crate::config::RunConfig;
@@ -108,18 +109,38 @@ fn new_run_id() -> String {
 fn build(
     config: &RunConfig,
     model: &OpenedModel,
+    data: Option<&TaskData>,
     task: TaskHead,
     total_steps: usize,
 ) -> Result<(Run, String)> {
+    let defense_data = defense_data(config, data)?;
+    let mut setup = config.setup();
+    setup.defense_data = defense_data.as_ref();
     if config.network.connect.is_some() {
-        return crate::remote::build_remote(config, model, task, total_steps);
+        return crate::remote::build_remote(config, &setup, model, task, total_steps);
     }
-    Ok(session::build(
-        &config.setup(),
-        &model.checkpoint,
-        task,
-        total_steps,
-    )?)
+    Ok(session::build(&setup, &model.checkpoint, task, total_steps)?)
+}
+
+/// The tokenizer and training inputs, when the configured defenses need them.
+fn defense_data(config: &RunConfig, data: Option<&TaskData>) -> Result<Option<DefenseData>> {
+    let needs = splitlm_defenses::DefenseConfig::needs_of(&config.defenses);
+    if !(needs.text || needs.training_inputs) {
+        return Ok(None);
+    }
+    let data = data.context(
+        "the configured defenses need the task's tokenizer and training inputs, which this \
+         command does not load",
+    )?;
+    let (tokenizer, pad_id, side) = data.text_encoding();
+    Ok(Some(DefenseData {
+        text: Arc::new(TokenizerCodec::new(tokenizer.clone(), pad_id, side)),
+        training_inputs: Arc::new(if needs.training_inputs {
+            data.training_inputs()?
+        } else {
+            Vec::new()
+        }),
+    }))
 }
 
 /// Fine-tunes the configured model on the configured task, evaluating before and after; then
@@ -140,7 +161,7 @@ pub fn train_labelled(
     let data = TaskData::load(&config.task, &model.tokenizer()?, config.train.seed)?;
     let (n_train, n_eval) = data.sizes();
     let total_steps = config.train.steps_for(n_train);
-    let (mut run, cut) = build(config, &model, data.head(), total_steps)?;
+    let (mut run, cut) = build(config, &model, Some(&data), data.head(), total_steps)?;
     progress.note(&format!(
         "{} · {} · {} · {n_train} training / {n_eval} held-out examples · {total_steps} steps of {}",
         model.name,
@@ -369,7 +390,7 @@ pub fn evaluate(config: &RunConfig, checkpoint: Option<&Path>) -> Result<Outcome
     let started = Instant::now();
     let model = OpenedModel::open(&config.model.source)?;
     let data = TaskData::load(&config.task, &model.tokenizer()?, config.train.seed)?;
-    let (mut run, cut) = build(config, &model, data.head(), 1)?;
+    let (mut run, cut) = build(config, &model, Some(&data), data.head(), 1)?;
     if let Some(dir) = checkpoint {
         let dir = resolve_checkpoint(dir)?;
         run.learner()
@@ -426,14 +447,14 @@ pub fn generate(
     let chat = !raw && Template::of(&tokenizer) == Template::ChatMl;
     let mut sampling: Sampling = config.generate.clone();
     sampling.stop.extend(stop_ids(&tokenizer));
-    let (mut run, cut) = build(config, &model, TaskHead::CausalLm, 1)?;
+    let (mut run, cut) = build(config, &model, None, TaskHead::CausalLm, 1)?;
     if let Some(dir) = checkpoint {
         run.learner().restore_state(&resolve_checkpoint(dir)?)?;
     }
     let mut whole = if compare {
         let mut whole_config = config.clone();
         whole_config.split.partition = None;
-        let (mut whole, _) = build(&whole_config, &model, TaskHead::CausalLm, 1)?;
+        let (mut whole, _) = build(&whole_config, &model, None, TaskHead::CausalLm, 1)?;
         if let Some(dir) = checkpoint.filter(|_| config.split.partition.is_none()) {
             whole.learner().restore_state(&resolve_checkpoint(dir)?)?;
         }

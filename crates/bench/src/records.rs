@@ -197,6 +197,9 @@ pub struct PriorRecord {
     /// step (the reference's assumption).
     #[serde(default)]
     pub tail_at_observed_step: bool,
+    /// The auxiliary data the attacker held (BiSR, model completion), if any.
+    #[serde(default)]
+    pub auxiliary: Option<String>,
 }
 
 /// What an attack ran on.

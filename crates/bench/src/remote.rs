@@ -10,7 +10,7 @@ use splitlm_net::{Connector, ServeOptions, SessionFactory};
 use splitlm_nn::TaskHead;
 use splitlm_party::{Handshake, ModelParty};
 use splitlm_protocol::Transport;
-use splitlm_train::session::{self, Run};
+use splitlm_train::session::{self, Run, Setup};
 use splitlm_zoo::AnyModel;
 
 use crate::config::RunConfig;
@@ -104,6 +104,7 @@ pub fn session_key(config: &RunConfig) -> String {
 /// opens with the run's terms and `total_steps` as a setting.
 pub fn build_remote(
     config: &RunConfig,
+    setup: &Setup<'_>,
     model: &OpenedModel,
     task: TaskHead,
     total_steps: usize,
@@ -124,7 +125,7 @@ pub fn build_remote(
             .map_err(|e| e.to_string())
     });
     Ok(session::build_remote(
-        &config.setup(),
+        setup,
         &model.checkpoint,
         task,
         total_steps,

@@ -49,6 +49,11 @@ impl LmEncoder {
         })
     }
 
+    /// The padding token id.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
     /// The tokenizer.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer

@@ -59,6 +59,16 @@ impl QaEncoder {
         Ok(Self { tokenizer, pad_id })
     }
 
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The padding token id.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
     /// Every window of every question.
     pub fn features(&self, questions: &[SquadQuestion]) -> Result<Vec<QaFeature>, TaskError> {
         let mut features = Vec::new();

@@ -1,6 +1,7 @@
 //! A configured task's data, ready to train on and to score: labelled texts for classifiers,
 //! windows of questions for span QA, prompt/response pairs for generation.
 
+use burn::tensor::Device;
 use splitlm_assets::Asset;
 use splitlm_metrics::labels;
 use splitlm_nn::TaskHead;
@@ -183,6 +184,52 @@ impl TaskData {
             })),
             TaskData::Generation { .. } => None,
         }
+    }
+
+    /// The tokenizer as this task encodes with it, its padding id and side.
+    pub fn text_encoding(&self) -> (&Tokenizer, u32, PaddingSide) {
+        match self {
+            TaskData::Labelled { encoder, .. } => {
+                (encoder.tokenizer(), encoder.pad_id(), PaddingSide::Right)
+            }
+            TaskData::Spans { encoder, .. } => {
+                (encoder.tokenizer(), encoder.pad_id(), PaddingSide::Right)
+            }
+            TaskData::Generation { encoder, .. } => {
+                (encoder.tokenizer(), encoder.pad_id(), PaddingSide::Right)
+            }
+        }
+    }
+
+    /// The training inputs as the model sees them, one unpadded id sequence per example, in
+    /// order (what text-level defenses count words in and TextObfuscator clusters).
+    pub fn training_inputs(&self) -> Result<Vec<Vec<u32>>> {
+        let set = self.training_set();
+        let device = Device::default();
+        let mut inputs = Vec::with_capacity(set.len());
+        let indices: Vec<usize> = (0..set.len()).collect();
+        for chunk in indices.chunks(256) {
+            let (batch, _) = set.batch(chunk, &device)?;
+            let read = |t: burn::tensor::Tensor<2, burn::tensor::Int>| {
+                t.into_data()
+                    .try_into_vec_as::<i64>()
+                    .map_err(|e| TaskError::Mismatch(format!("token ids: {e:?}")))
+            };
+            let (ids, mask) = (read(batch.input_ids)?, read(batch.attention_mask)?);
+            let width = ids.len() / chunk.len();
+            for row in 0..chunk.len() {
+                let span = row * width..(row + 1) * width;
+                inputs.push(
+                    ids[span.clone()]
+                        .iter()
+                        .zip(&mask[span])
+                        .filter(|&(_, &m)| m != 0)
+                        .map(|(&id, _)| id as u32)
+                        .collect(),
+                );
+            }
+        }
+        Ok(inputs)
     }
 
     /// Sizes of the training and held-out sets.
