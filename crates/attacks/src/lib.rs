@@ -21,7 +21,7 @@ pub use attack::{
     Attack, AttackConfig, AttackKind, Auxiliary, HeadVersion, Inferred, NoSettings, Prior,
     Surrogate, WhiteBoxHead,
 };
-pub use bisr::{BisrSettings, bisr};
+pub use bisr::{BisrMode, BisrSettings, GateAttention, GateStage, NoiseSite, bisr};
 pub use bli::{BliObjective, BliSettings, bli, bli_dummy_labels};
 pub use completion::{CompletionSettings, model_completion};
 pub use inversion::{

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use burn::tensor::Device;
 use splitlm_attacks::score::{self, AttackScores, Truth};
 use splitlm_attacks::{
-    AttackConfig, AttackKind, AttackerView, Auxiliary, BliObjective, HeadVersion, Prior, Surrogate,
+    AttackConfig, AttackKind, AttackerView, Auxiliary, BisrMode, BliObjective, HeadVersion, Prior, Surrogate,
 };
 use splitlm_nn::Labels;
 use splitlm_party::ObservationLimits;
@@ -147,7 +147,10 @@ pub fn mount(
     for attack in &config.attacks {
         let attacker = &config.attacker;
         let evaluation_truth;
-        let (view, truth, target) = match (&resent, attack.kind()) {
+        // Backward matching needs the gradients of training steps, which re-sent samples lack.
+        let on_training_steps = matches!(attack, AttackConfig::Bisr(s) if s.mode != BisrMode::Forward);
+        let resent = resent.as_ref().filter(|_| !on_training_steps);
+        let (view, truth, target) = match (resent, attack.kind()) {
             (_, AttackKind::ModelCompletion) => {
                 evaluation_truth = evaluation_labels(&prior)?;
                 (

@@ -32,7 +32,7 @@ pub use config::DefenseConfig;
 pub use dp::{Crossing, DpNoise, Laplace, gaussian_sigma};
 pub use env::{BodyRunner, DefenseEnv, HeadRunner, Needs, TextCodec};
 pub use mid::{KlScale, Mid, MidInit, MidPosition, MidSettings};
-pub use obfuscator::ObfuscatorSettings;
+pub use obfuscator::{ClusterMethod, ObfuscatorSettings, TextObfuscator, TokenClusters};
 pub use snd::SndSettings;
 pub use sparsify::{Selection, Sparsification};
 pub use text::{CusTextSettings, RanTextSettings, SanTextSettings};
