@@ -144,6 +144,8 @@ fn missing(defense: &'static str, what: &str) -> crate::DefenseError {
 pub struct Needs {
     /// The tokenizer and input embeddings.
     pub text: bool,
+    /// The input embeddings alone.
+    pub embeddings: bool,
     /// The training inputs.
     pub training_inputs: bool,
     /// The pretrained head.
@@ -157,6 +159,7 @@ impl Needs {
     pub fn union(self, other: Needs) -> Needs {
         Needs {
             text: self.text || other.text,
+            embeddings: self.embeddings || other.embeddings,
             training_inputs: self.training_inputs || other.training_inputs,
             head: self.head || other.head,
             body: self.body || other.body,

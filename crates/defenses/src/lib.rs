@@ -35,7 +35,7 @@ pub use mid::{KlScale, Mid, MidInit, MidPosition, MidSettings};
 pub use obfuscator::{ClusterMethod, ObfuscatorSettings, TextObfuscator, TokenClusters};
 pub use snd::SndSettings;
 pub use sparsify::{Selection, Sparsification};
-pub use text::{CusTextSettings, RanTextSettings, SanTextSettings};
+pub use text::{CusTextSettings, RanTextSettings, SanTextSettings, TokenJoin};
 
 #[cfg(test)]
 mod fixtures;

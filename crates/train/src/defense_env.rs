@@ -136,7 +136,7 @@ pub fn defense_env(
         env.text = Some(data.text.clone());
         env.training_inputs = data.training_inputs.clone();
     }
-    if needs.text || needs.head {
+    if needs.text || needs.embeddings || needs.head {
         let head = pretrained.load(&slices.data_head, task, device)?;
         env.token_embeddings = head.word_embeddings().map(|e| e.detach());
         if needs.head {
