@@ -157,6 +157,10 @@ pub struct GridConfig {
     /// Where the MP–AP plot goes (default: the records file with `.svg`).
     #[serde(default)]
     pub plot: Option<PathBuf>,
+    /// Overrides (`key=value`, as `--set` takes them) that `splitlm grid --full` applies: the
+    /// reference's sizes where the default grid runs smaller ones to finish in its time.
+    #[serde(default)]
+    pub full: Vec<String>,
 }
 
 /// One defense setting of a grid.

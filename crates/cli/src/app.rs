@@ -105,7 +105,14 @@ enum Command {
         checkpoint: Option<PathBuf>,
     },
     /// Train and attack once per defense setting of the configuration's [grid], then report.
-    Grid(ConfigArgs),
+    Grid {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Apply the grid's `full` overrides first: the reference's sizes instead of the
+        /// smaller default ones (see the configuration's [grid] full).
+        #[arg(long)]
+        full: bool,
+    },
     /// The MP / AP / DCS table of an experiment's records, and its MP–AP plot.
     Report {
         /// The JSON-lines records file.
@@ -217,7 +224,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )?
             .table
         }
-        Command::Grid(args) => {
+        Command::Grid { mut args, full } => {
+            if full {
+                let grid = load(&args)?.grid.map(|g| g.full).unwrap_or_default();
+                anyhow::ensure!(
+                    !grid.is_empty(),
+                    "--full: the configuration's [grid] has no `full` overrides"
+                );
+                // The command line's own --set still wins.
+                args.overrides = grid.into_iter().chain(args.overrides).collect();
+            }
             let done = jobs::grid(&load(&args)?, &mut Terminal::new(args.quiet))?;
             print!("{}", done.report.table());
             println!("plot: {}", done.plot.display());
