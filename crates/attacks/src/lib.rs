@@ -23,7 +23,7 @@ pub use attack::{
 };
 pub use bisr::{BisrMode, BisrSettings, GateAttention, GateStage, NoiseSite, bisr};
 pub use bli::{BliObjective, BliSettings, bli, bli_dummy_labels};
-pub use completion::{CompletionSettings, model_completion};
+pub use completion::{CompletionSettings, PredictFrom, fresh_task_head, model_completion};
 pub use inversion::{
     InversionMask, InversionObjective, Recovered, RwiSettings, VmiObjective, VmiSettings, rwi,
     token_precision_recall, vmi,

@@ -11,9 +11,10 @@ use anyhow::{Context, Result};
 use burn::tensor::Device;
 use splitlm_attacks::score::{self, AttackScores, Truth};
 use splitlm_attacks::{
-    AttackConfig, AttackKind, AttackerView, Auxiliary, BisrMode, BliObjective, HeadVersion, Prior, Surrogate,
+    AttackConfig, AttackKind, AttackerView, Auxiliary, BisrMode, BliObjective, HeadVersion, Prior,
+    Surrogate, fresh_task_head,
 };
-use splitlm_nn::Labels;
+use splitlm_nn::{Labels, TokenBatch};
 use splitlm_party::ObservationLimits;
 use splitlm_tasks::{Predictor, TaskData};
 use splitlm_train::Split;
@@ -139,6 +140,14 @@ pub fn mount(
         InversionTarget::AfterTraining if inverts => Some(resend(config, split, data)?),
         _ => None,
     };
+    let completion_view = match config
+        .attacks
+        .iter()
+        .any(|a| a.kind() == AttackKind::ModelCompletion)
+    {
+        true => Some(held_out_traffic(config, split, data)?),
+        false => None,
+    };
     let device = config.attacker.device(&config.split)?.probe()?.autodiff();
     let prior = prior(config, model, split, data, &recorded, &device)?;
     let tokenizer = model.checkpoint.tokenizer()?;
@@ -154,7 +163,7 @@ pub fn mount(
             (_, AttackKind::ModelCompletion) => {
                 evaluation_truth = evaluation_labels(&prior)?;
                 (
-                    &training,
+                    completion_view.as_ref().unwrap_or(&training),
                     &evaluation_truth,
                     AttackTarget::AfterTraining {
                         samples: evaluation_truth.labels.len(),
@@ -260,7 +269,11 @@ fn prior(
         tail: config
             .attacks
             .iter()
-            .any(|a| matches!(a, AttackConfig::Bli(_)))
+            .any(|a| match a {
+                AttackConfig::Bli(_) => true,
+                AttackConfig::Bisr(s) => s.mode != BisrMode::Forward,
+                _ => false,
+            })
             .then(|| recorded.tail.clone())
             .flatten(),
         ..Prior::default()
@@ -294,24 +307,55 @@ fn prior(
         prior.body = Some(model_party(split)?.with_slice(|s| s.model().clone()));
         prior.surrogate = Some(Surrogate {
             head: model.checkpoint.load(&slices.data_head, task, device)?,
+            // The attacker's own classifier, not the one the data party's tail started from.
             tail: slices
                 .data_tail
                 .as_ref()
                 .map(|spec| model.checkpoint.load(spec, task, device))
-                .transpose()?,
+                .transpose()?
+                .map(|tail| fresh_task_head(tail, config.train.seed ^ 0xa77a_c4e6)),
         });
-        let held_out = data
-            .held_out_set()
-            .context("model completion is scored on the task's held-out labels; this task has none")?;
-        let indices: Vec<usize> = (0..held_out.len()).collect();
-        prior.evaluation = Some(
-            indices
-                .chunks(config.train.batch_size.max(1))
-                .map(|chunk| held_out.batch(chunk, device))
-                .collect::<Result<_, _>>()?,
-        );
+        prior.evaluation = Some(held_out_batches(config, data, device)?);
     }
     Ok(prior)
+}
+
+/// The task's held-out examples in batches of the training batch size, on `device`.
+fn held_out_batches(
+    config: &RunConfig,
+    data: &TaskData,
+    device: &Device,
+) -> Result<Vec<(TokenBatch, Labels)>> {
+    let held_out = data
+        .held_out_set()
+        .context("model completion is scored on the task's held-out labels; this task has none")?;
+    let indices: Vec<usize> = (0..held_out.len()).collect();
+    Ok(indices
+        .chunks(config.train.batch_size.max(1))
+        .map(|chunk| held_out.batch(chunk, device))
+        .collect::<Result<_, _>>()?)
+}
+
+/// What the model party records while the data party runs the held-out examples through the
+/// split model (evaluation steps, in batch order): what model completion's surrogate tail
+/// reads, as the reference's does (`PredictFrom::Observed`).
+fn held_out_traffic(config: &RunConfig, split: &mut Split, data: &TaskData) -> Result<AttackerView> {
+    model_party(split)?.observe(ObservationLimits {
+        steps: 0,
+        max_samples: usize::MAX,
+        inference: true,
+        ..ObservationLimits::default()
+    });
+    let device = Predictor::device(split);
+    for (batch, _) in held_out_batches(config, data, &device)? {
+        split.predict(&batch)?;
+    }
+    let view = AttackerView::of(model_party(split)?);
+    model_party(split)?.observe(ObservationLimits {
+        steps: 0,
+        ..ObservationLimits::default()
+    });
+    Ok(view)
 }
 
 /// The attacker's auxiliary examples: `attacker.auxiliary_samples` (default 5 %) of the

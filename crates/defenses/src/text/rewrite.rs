@@ -49,8 +49,13 @@ impl Rewriter {
         if rows == 0 || seq == 0 || mask_rows != rows || mask_cols < seq {
             return batch;
         }
-        // A cache's positions come first in the mask; the tokens' own are the last `seq`.
+        // A cache's positions come first in the mask. Tokens that extend a cached prefix are
+        // generated ones: the reference sanitizes only the first forward pass of a generation
+        // (passive_party.py l.848, `is_first_forward_iter`), so they pass unchanged.
         let past = mask_cols - seq;
+        if past > 0 {
+            return batch;
+        }
         let device = batch.input_ids.device();
         let mut ids = ints(&batch.input_ids);
         let mut mask = ints(&batch.attention_mask);
