@@ -157,7 +157,8 @@ pub fn mount(
         let attacker = &config.attacker;
         let evaluation_truth;
         // Backward matching needs the gradients of training steps, which re-sent samples lack.
-        let on_training_steps = matches!(attack, AttackConfig::Bisr(s) if s.mode != BisrMode::Forward);
+        let on_training_steps =
+            matches!(attack, AttackConfig::Bisr(s) if s.mode != BisrMode::Forward);
         let resent = resent.as_ref().filter(|_| !on_training_steps);
         let (view, truth, target) = match (resent, attack.kind()) {
             (_, AttackKind::ModelCompletion) => {
@@ -339,7 +340,11 @@ fn held_out_batches(
 /// What the model party records while the data party runs the held-out examples through the
 /// split model (evaluation steps, in batch order): what model completion's surrogate tail
 /// reads, as the reference's does (`PredictFrom::Observed`).
-fn held_out_traffic(config: &RunConfig, split: &mut Split, data: &TaskData) -> Result<AttackerView> {
+fn held_out_traffic(
+    config: &RunConfig,
+    split: &mut Split,
+    data: &TaskData,
+) -> Result<AttackerView> {
     model_party(split)?.observe(ObservationLimits {
         steps: 0,
         max_samples: usize::MAX,

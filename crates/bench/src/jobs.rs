@@ -119,7 +119,12 @@ fn build(
     if config.network.connect.is_some() {
         return crate::remote::build_remote(config, &setup, model, task, total_steps);
     }
-    Ok(session::build(&setup, &model.checkpoint, task, total_steps)?)
+    Ok(session::build(
+        &setup,
+        &model.checkpoint,
+        task,
+        total_steps,
+    )?)
 }
 
 /// The tokenizer and training inputs, when the configured defenses need them.

@@ -135,71 +135,139 @@ const fn p(from: &'static str, to: &'static str) -> Param {
 /// A reference attack: ours with its parameters, or why there is none.
 struct AttackRule {
     reference: &'static str,
-    ours: std::result::Result<(&'static str, &'static [Param]), &'static str>,
+    ours: std::result::Result<OurAttack, &'static str>,
 }
+
+/// Our attack for a reference one.
+struct OurAttack {
+    /// Our attack's `kind`.
+    kind: &'static str,
+    /// The reference's parameters that are settings of our attack.
+    params: &'static [Param],
+    /// The reference's parameters that are `[attacker]` settings, which all attacks share.
+    attacker: &'static [Param],
+    /// What the tables cannot say: values to refuse, settings fixed by the reference's code,
+    /// notes.
+    special: Option<AttackSpecial>,
+}
+
+const fn attack(kind: &'static str, params: &'static [Param]) -> OurAttack {
+    OurAttack {
+        kind,
+        params,
+        attacker: &[],
+        special: None,
+    }
+}
+
+/// Where an attack is in the file and what it runs on.
+struct Site<'s> {
+    /// Its parameters' path (`attack_list.0.parameters`).
+    base: &'s str,
+    /// Its name for messages (`attack 'BiSR'`).
+    item: &'s str,
+    /// The reference's slice count (2 or 3).
+    slices: u64,
+    /// Whether the task's labels are classes.
+    classification: bool,
+}
+
+/// `[attacker]` settings an attack's special reading fixes: what the value is (for
+/// messages), the field, the value.
+#[derive(Default)]
+struct Extra {
+    attacker: Vec<(&'static str, &'static str, Value)>,
+}
+
+/// Reads what an attack's tables cannot; `Err`: why it has no equivalent.
+type AttackSpecial = fn(&mut Cx<'_>, &Site<'_>) -> std::result::Result<Extra, String>;
+
+/// The reference's `loss_type`, cross-entropy when it is not set (VMI, RWI, BiSR).
+const LOSS_TYPE: Param = Param {
+    from: "loss_type",
+    to: "objective",
+    default: Some("\"cross_entropy\""),
+};
 
 /// The reference's LLM attacks (`INVERSION_LLM`, `LABEL_INFERENCE_LLM`,
 /// `RESULR_RECONSTRUCTION_LLM` in `load/LoadConfigs.py`).
 const ATTACKS: &[AttackRule] = &[
     AttackRule {
         reference: "VanillaModelInversion_WhiteBox",
-        ours: Ok((
-            "vmi",
-            &[
-                p("epochs", "steps"),
-                p("lr", "lr"),
-                // The reference's `loss_type` defaults to cross-entropy.
-                Param {
-                    from: "loss_type",
-                    to: "objective",
-                    default: Some("\"cross_entropy\""),
-                },
-            ],
-        )),
+        ours: Ok(OurAttack {
+            kind: "vmi",
+            params: &[p("epochs", "steps"), p("lr", "lr"), LOSS_TYPE],
+            attacker: ATTACKER_PARAMS,
+            special: None,
+        }),
     },
     AttackRule {
         reference: "WhiteBoxInversion",
-        ours: Ok((
-            "rwi",
-            &[
+        ours: Ok(OurAttack {
+            kind: "rwi",
+            params: &[
                 p("epochs", "steps"),
                 p("lr", "lr"),
                 p("T", "temperature"),
-                Param {
-                    from: "loss_type",
-                    to: "objective",
-                    default: Some("\"cross_entropy\""),
-                },
+                LOSS_TYPE,
             ],
-        )),
+            attacker: ATTACKER_PARAMS,
+            special: None,
+        }),
     },
     AttackRule {
         reference: "BatchLabelReconstruction_LLM",
-        ours: Ok(("bli", &[p("epochs", "steps"), p("lr", "lr")])),
+        ours: Ok(attack("bli", &[p("epochs", "steps"), p("lr", "lr")])),
     },
     AttackRule {
         reference: "NormbasedScoring_LLM",
-        ours: Ok(("ns", &[])),
+        ours: Ok(attack("ns", &[])),
     },
     AttackRule {
         reference: "DirectionbasedScoring_LLM",
-        ours: Ok(("ds", &[])),
+        ours: Ok(attack("ds", &[])),
     },
     AttackRule {
         reference: "DirectLabelScoring_LLM",
-        ours: Ok(("dls", &[])),
+        ours: Ok(attack("dls", &[])),
     },
+    // evaluates/attacks/BiSR.py l.63-76 (the keys), l.151-153 (auxiliary_data_num, default
+    // 5 % of the training set), l.212-216 (the three stages and the expert scales).
     AttackRule {
         reference: "BiSR",
-        ours: Err("BiSR (learning-based inversion with a mixture of experts) is not built yet"),
+        ours: Ok(OurAttack {
+            kind: "bisr",
+            params: &[
+                p("expert_epoch", "expert_epochs"),
+                p("gate_epoch", "gate_epochs"),
+                p("full_epoch", "full_epochs"),
+                p("phase1_lr", "inverter_lr"),
+                p("expert_scales", "expert_scales"),
+                p("epochs", "steps"),
+                p("lr", "lr"),
+                LOSS_TYPE,
+            ],
+            attacker: &[
+                p("attack_sample_num", "samples"),
+                p("target_data", "split"),
+                p("auxiliary_data_num", "auxiliary_samples"),
+            ],
+            special: Some(bisr),
+        }),
     },
     AttackRule {
         reference: "VanillaModelInversion_BlackBox",
         ours: Err("black-box model inversion is not built yet"),
     },
+    // evaluates/attacks/ModelCompletion_LLM.py l.41-51.
     AttackRule {
         reference: "ModelCompletion_LLM",
-        ours: Err("model completion is not built yet"),
+        ours: Ok(OurAttack {
+            kind: "model_completion",
+            params: &[p("lr", "lr"), p("epochs", "epochs")],
+            attacker: &[p("aux_data_num", "auxiliary_samples")],
+            special: Some(model_completion),
+        }),
     },
 ];
 
@@ -211,6 +279,14 @@ const ATTACKER_PARAMS: &[Param] = &[
     p("target_data", "split"),
     p("batch_size", "batch_size"),
 ];
+
+/// The reference's BiSR inverters (`attacker_model_name`, BiSR.py l.136-139): the NaMoE is
+/// ours.
+const BISR_INVERTER: &str = "NaMoE";
+
+/// splitlm's auxiliary examples when `attacker.auxiliary_samples` is not set: 5 % of the
+/// training set, as the reference's BiSR (BiSR.py l.153).
+const AUXILIARY_SHARE: f64 = 0.05;
 
 /// Builds our defenses from a reference defense's parameters: the ways to say it, preferred
 /// first (the defense crate's settings have grown; an older build lacks the newer fields).
@@ -272,27 +348,27 @@ const DEFENSES: &[DefenseRule] = &[
     },
     DefenseRule {
         reference: "AdversarialTraining",
-        ours: Err("adversarial training is not built yet"),
+        ours: Ok(adversarial_training),
     },
     DefenseRule {
         reference: "TextObfuscator",
-        ours: Err("TextObfuscator is not built yet"),
+        ours: Ok(text_obfuscator),
     },
     DefenseRule {
         reference: "SanText",
-        ours: Err("SanText is not built yet"),
+        ours: Ok(santext),
     },
     DefenseRule {
         reference: "CusText",
-        ours: Err("CusText is not built yet"),
+        ours: Ok(custext),
     },
     DefenseRule {
         reference: "SnD",
-        ours: Err("SnD is not built yet"),
+        ours: Ok(snd),
     },
     DefenseRule {
         reference: "InferDPT",
-        ours: Err("InferDPT (RanText) is not built yet"),
+        ours: Ok(rantext),
     },
     DefenseRule {
         reference: "CAE",
@@ -322,6 +398,120 @@ const LAPLACE_ACTIVATION_SENSITIVITY_OTHER: f64 = 10.0;
 /// without those fields.
 const LAPLACE_GRADIENT_SENSITIVITY: f64 = 1e-2;
 const LAPLACE_GRADIENT_CLIP: f64 = 0.2;
+
+/// A reference defense parameter carried into one of our settings under the same meaning.
+struct Key {
+    /// The reference's key (under `defense.parameters`).
+    from: &'static str,
+    /// Our field.
+    to: &'static str,
+    /// The reference's loader reads it without a default (a `KeyError` when missing).
+    required: bool,
+}
+
+const fn key(from: &'static str, to: &'static str) -> Key {
+    Key {
+        from,
+        to,
+        required: true,
+    }
+}
+
+const fn optional(from: &'static str, to: &'static str) -> Key {
+    Key {
+        from,
+        to,
+        required: false,
+    }
+}
+
+/// AdversarialTraining (party/passive_party.py l.113-152: `lambda` and the two learning
+/// rates without a default, the hidden sizes 80 and `at_epsilon` 1 by default).
+const ADVERSARIAL_KEYS: &[Key] = &[
+    key("adversarial_model_lr", "mapping_lr"),
+    optional("adversarial_model_hidden_size", "mapping_hidden_size"),
+    key("imagined_adversary_lr", "adversary_lr"),
+    optional("imagined_adversary_hidden_size", "adversary_hidden_size"),
+    optional("at_epsilon", "at_epsilon"),
+];
+
+/// The reference's per-token AT models, the ones splitlm builds (`Mapping_MLP3_noflatten`,
+/// `ImaginedAdversary_MLP3_noflatten`), and the reference's choice when its file names none
+/// (passive_party.py l.118-121, l.129-130).
+const AT_MODELS: &[(&str, &str, &str)] = &[
+    (
+        "adversarial_model",
+        "Mapping_MLP3_noflatten",
+        "Adversarial_Mapping",
+    ),
+    (
+        "imagined_adversary",
+        "ImaginedAdversary_MLP3_noflatten",
+        "ImaginedAdversary_Tail_MLP3",
+    ),
+];
+
+/// Keys of the reference's tail-side imagined *label* adversary (passive_party.py l.132-142,
+/// 791-810), whose loss reaches no weight but its own; splitlm does not build it.
+const AT_LABEL_ADVERSARY_KEYS: &[&str] = &[
+    "tail_imagined_adversary",
+    "tail_imagined_adversary_lr",
+    "imagined_adversary_num_layer",
+    "imagined_adversary_num_heads",
+    "imagined_adversary_attack_eta",
+];
+
+/// TextObfuscator (load/LoadConfigs.py l.820-825, every key without a default).
+const OBFUSCATOR_KEYS: &[Key] = &[
+    key("cluster_method", "cluster_method"),
+    key("cluster_num", "cluster_num"),
+    key("w_cluster_close", "w_cluster_close"),
+    key("w_cluster_away", "w_cluster_away"),
+    key("epsilon", "epsilon"),
+];
+
+/// SanText (load/LoadConfigs.py l.833-838).
+const SANTEXT_KEYS: &[Key] = &[
+    key("epsilon", "epsilon"),
+    key("sensitive_word_percentage", "sensitive_word_percentage"),
+    key("p", "p"),
+];
+
+/// CusText (load/LoadConfigs.py l.827-831).
+const CUSTEXT_KEYS: &[Key] = &[key("epsilon", "epsilon"), key("topk", "topk")];
+
+/// InferDPT's RanText (load/LoadConfigs.py l.861-867).
+const RANTEXT_KEYS: &[Key] = &[key("epsilon", "epsilon")];
+
+/// SnD (load/LoadConfigs.py l.840-860, every key without a default).
+const SND_KEYS: &[Key] = &[
+    key("train_eta", "train_eta"),
+    key("test_eta", "test_eta"),
+    key("noise_per_sample", "noise_per_sample"),
+    key("denoise_epoch", "denoise_epoch"),
+    key("denoise_batch_size", "denoise_batch_size"),
+    key("denoise_lr", "denoise_lr"),
+    key("dim_head", "dim_head"),
+    key("dropout", "dropout"),
+    key("num_heads", "num_heads"),
+    key("num_layers", "num_layers"),
+    key("d_ff", "d_ff"),
+];
+
+/// The reference's SnD denoisers (`denoise_model_type_dict`, passive_party.py l.388-394).
+const SND_DENOISERS: &[&str] = &[
+    "MydenoiseModel_2slice",
+    "denoiseModelv3",
+    "denoiseModelv3_2slice",
+    "denoiseModelv3_3slice",
+];
+
+/// The datasets for which the reference's CusText keeps number words and numbers
+/// (utils/custext_utils.py l.106, l.116).
+const CUSTEXT_MATH_DATASETS: &[&str] = &["GMS8K", "GMS8K-test", "MATH"];
+/// The datasets for which the reference's RanText replaces numbers at random
+/// (party/passive_party.py l.913).
+const RANTEXT_MATH_DATASETS: &[&str] = &["MATH", "GMS8K"];
 
 /// What a reference dataset becomes.
 enum Data {
@@ -737,7 +927,13 @@ pub fn import_str(
     let (finetune, optimizer, train) = training(&mut cx, slices);
     let generate = generation(&mut cx);
     let (defenses, defense_origins) = defenses(&mut cx, model_type.unwrap_or_default());
-    let attacks = attacks(&mut cx);
+    let context = RunFacts {
+        slices: slices.count,
+        // GLUE's tasks but STS-B (a score) have class labels; the other tasks are not
+        // classification.
+        classification: task["kind"] == "glue" && task["task"] != "stsb",
+    };
+    let attacks = attacks(&mut cx, context);
 
     // Nothing essential may be refused; stop before typing a configuration that lacks it.
     if cx.refusals.iter().any(|r| !r.droppable) {
@@ -1549,6 +1745,256 @@ fn mid(cx: &mut Cx<'_>, _: &str) -> Vec<Rendering> {
     ]
 }
 
+/// Where a reference defense's parameters are.
+const DEFENSE_PARAMS: &str = "defense.parameters";
+
+/// Our settings of `kind` with the reference's values of `keys`; a required key the file
+/// lacks (the reference would stop) takes splitlm's default, noted.
+fn carried(cx: &mut Cx<'_>, name: &str, kind: &str, keys: &[Key]) -> Value {
+    let mut settings = Map::new();
+    settings.insert("kind".into(), json!(kind));
+    for key in keys {
+        match cx.get(&format!("{DEFENSE_PARAMS}.{}", key.from)) {
+            Some(v) => {
+                settings.insert(key.to.into(), v.clone());
+            }
+            None if key.required => cx.note(format!(
+                "defenses: the reference's {name} requires {} (its loader stops without it); \
+                 splitlm's default {kind}.{} is used",
+                key.from, key.to
+            )),
+            None => {}
+        }
+    }
+    Value::Object(settings)
+}
+
+/// The reference's dataset name.
+fn dataset_name<'a>(cx: &Cx<'a>) -> &'a str {
+    cx.doc
+        .lookup("dataset.dataset_name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// The reference's slice count.
+fn slice_count(cx: &Cx<'_>) -> u64 {
+    cx.doc
+        .lookup("model_list.vfl_model_slice_num")
+        .and_then(Value::as_u64)
+        .unwrap_or(2)
+}
+
+fn one_piece(settings: Value, notes: Vec<String>) -> Vec<Rendering> {
+    vec![Rendering {
+        pieces: vec![Piece::Ours(settings)],
+        notes,
+    }]
+}
+
+/// AdversarialTraining: a mapping at the head and/or the tail as `position` names them, with
+/// the reference's λ, learning rates, hidden sizes and ε.
+fn adversarial_training(cx: &mut Cx<'_>, _: &str) -> Vec<Rendering> {
+    let base = DEFENSE_PARAMS;
+    let Some(lambda) = cx.num(&format!("{base}.lambda")) else {
+        return Rendering::refused("without lambda", "the reference requires lambda");
+    };
+    // Required by the reference's party (l.113); its loader names a missing one ["head"].
+    let positions = cx.names(&format!("{base}.position"), &["head"]);
+    let head = positions.iter().any(|p| p.contains("head"));
+    let tail = positions.iter().any(|p| p.contains("tail"));
+    if !head && !tail {
+        return Rendering::refused("position", "names neither head nor tail");
+    }
+    let mut settings = carried(
+        cx,
+        "AdversarialTraining",
+        "adversarial_training",
+        ADVERSARIAL_KEYS,
+    );
+    settings["lambda"] = json!(lambda);
+    let mut rendering = Rendering::default();
+    for (key, ours, default) in AT_MODELS {
+        let named = cx.text(&format!("{base}.{key}")).unwrap_or(default);
+        // The imagined inversion adversary exists only with a mapping at the head (l.152-181).
+        let used = head || *key != "imagined_adversary";
+        if used && named != *ours {
+            rendering.notes.push(format!(
+                "defenses: the reference's {key} {named} is replaced by the per-token {ours} \
+                 (the flattening models, as wide as seq_length × the hidden size, are not built)"
+            ));
+        }
+    }
+    // Only the flattening models' widths; the hidden size is the model's (l.123).
+    cx.doc.consume(&format!("{base}.seq_length"));
+    cx.doc.consume(&format!("{base}.embed_dim"));
+    let label_adversary = AT_LABEL_ADVERSARY_KEYS
+        .iter()
+        .filter(|k| cx.get(&format!("{base}.{k}")).is_some())
+        .count()
+        > 0;
+    let tail_here = tail && slice_count(cx) == 3;
+    if tail_here || label_adversary {
+        rendering.notes.push(
+            "defenses: the reference's tail also trains an imagined label adversary on the \
+             gradient it sends back, whose loss reaches no weight but its own (passive_party.py \
+             l.791-810); splitlm does not build it"
+                .into(),
+        );
+    }
+    settings["head"] = json!(head);
+    settings["tail"] = json!(tail_here);
+    if head || tail_here {
+        rendering.pieces.push(Piece::Ours(settings));
+    }
+    if tail && !tail_here {
+        rendering.pieces.push(Piece::Refused {
+            part: "at position 'tail'".into(),
+            reason: "a mapping at the tail sits on the body's output as it reaches the data \
+                     party's tail, which only Head–Body–Tail has (vfl_model_slice_num 3)"
+                .into(),
+        });
+    }
+    vec![rendering]
+}
+
+/// TextObfuscator with the reference's clusters, weights and ε; λ as its loader reads it.
+fn text_obfuscator(cx: &mut Cx<'_>, _: &str) -> Vec<Rendering> {
+    let base = DEFENSE_PARAMS;
+    let mut settings = carried(cx, "TextObfuscator", "text_obfuscator", OBFUSCATOR_KEYS);
+    let mut notes = Vec::new();
+    // load/LoadConfigs.py l.825 reads `lambda` only when the misspelt `lamba` is present.
+    if cx.get(&format!("{base}.lamba")).is_some() {
+        match cx.get(&format!("{base}.lambda")) {
+            Some(lambda) => settings["lambda"] = lambda.clone(),
+            None => {
+                return Rendering::refused(
+                    "without lambda",
+                    "with `lamba` set the reference reads lambda, which the file lacks",
+                );
+            }
+        }
+    } else if let Some(lambda) = cx.get(&format!("{base}.lambda")) {
+        notes.push(format!(
+            "defenses: the reference ignores TextObfuscator's lambda = {lambda} (it reads it only \
+             when the misspelt key `lamba` is present, load/LoadConfigs.py l.825): its loss \
+             multiplier is 1, and so is splitlm's here"
+        ));
+    }
+    // Only names the results.
+    cx.doc.consume(&format!("{base}.defense_param_name"));
+    one_piece(settings, notes)
+}
+
+/// SanText+ with the reference's ε, sensitive share and p.
+fn santext(cx: &mut Cx<'_>, _: &str) -> Vec<Rendering> {
+    let settings = carried(cx, "SanText", "santext", SANTEXT_KEYS);
+    one_piece(settings, Vec::new())
+}
+
+/// CusText with the reference's ε and top-k, and its handling of math datasets.
+fn custext(cx: &mut Cx<'_>, _: &str) -> Vec<Rendering> {
+    let mut settings = carried(cx, "CusText", "custext", CUSTEXT_KEYS);
+    settings["math_numbers"] = json!(CUSTEXT_MATH_DATASETS.contains(&dataset_name(cx)));
+    one_piece(
+        settings,
+        vec![
+            "defenses: CusText embeds a word as the mean of the head's input embeddings of its \
+             tokens; the reference trains a word2vec model on the training texts"
+                .into(),
+        ],
+    )
+}
+
+/// InferDPT as its RanText perturbation; its decoding model is not built.
+fn rantext(cx: &mut Cx<'_>, _: &str) -> Vec<Rendering> {
+    let base = DEFENSE_PARAMS;
+    let mut settings = carried(cx, "InferDPT", "rantext", RANTEXT_KEYS);
+    settings["math_numbers"] = json!(RANTEXT_MATH_DATASETS.contains(&dataset_name(cx)));
+    let mut rendering = Rendering::default();
+    let kit = cx.text(&format!("{base}.inferdpt_kit_path"));
+    rendering.notes.push(match kit {
+        Some(path) => format!(
+            "defenses: RanText's kit is built from the head's input embeddings, its neighbours \
+             sorted by Euclidean distance as in InferDPT's original kit, which the reference \
+             loads from inferdpt_kit_path = \"{path}\" (cl100k embeddings, not available here)"
+        ),
+        None => "defenses: RanText's kit is built from the head's input embeddings, its \
+                 neighbours sorted by Euclidean distance as in InferDPT's original kit; the \
+                 reference's fallback kit (generate_inferdpt_kit, without inferdpt_kit_path) is \
+                 not reproduced"
+            .into(),
+    });
+    let decoder = cx
+        .text(&format!("{base}.decode_model_path"))
+        .unwrap_or_default();
+    // Read only with a decoding model (passive_party.py l.379-381).
+    cx.doc.consume(&format!("{base}.decode_model_load_kwargs"));
+    cx.doc.consume(&format!("{base}.decode_generation_kwargs"));
+    rendering.pieces.push(Piece::Ours(settings));
+    if !decoder.is_empty() {
+        rendering.pieces.push(Piece::Refused {
+            part: format!("decode_model_path \"{decoder}\""),
+            reason: "InferDPT's decoding step (a local model extending the prefix from the \
+                     perturbed generation, passive_party.py l.379-381, l.1016-1020) is not \
+                     built: splitlm runs only its RanText perturbation"
+                .into(),
+        });
+    }
+    vec![rendering]
+}
+
+/// SnD with the reference's noise rates and its denoiser's pretraining and shape.
+fn snd(cx: &mut Cx<'_>, _: &str) -> Vec<Rendering> {
+    let base = DEFENSE_PARAMS;
+    let denoiser = cx.text(&format!("{base}.denoise_model"));
+    if let Some(name) = denoiser
+        && !SND_DENOISERS.contains(&name)
+    {
+        return Rendering::refused(
+            &format!("denoise_model \"{name}\""),
+            &format!(
+                "none of the reference's denoisers ({}; passive_party.py l.388-394)",
+                SND_DENOISERS.join(", ")
+            ),
+        );
+    }
+    if let Some(path) = cx.text(&format!("{base}.denoise_model_path")) {
+        return Rendering::refused(
+            &format!("denoise_model_path \"{path}\""),
+            "splitlm pretrains the denoiser when the defense is built; loading the reference's \
+             saved denoiser is not supported",
+        );
+    }
+    let settings = carried(cx, "SnD", "snd", SND_KEYS);
+    let mut notes = Vec::new();
+    if let Some(n) = cx.get(&format!("{base}.denoise_sample_num")) {
+        notes.push(format!(
+            "defenses: SnD's denoise_sample_num = {n} is never read by the reference's code, \
+             which pretrains on every training input; so does splitlm (snd.denoise_sample_num \
+             unset)"
+        ));
+    }
+    notes.push(if slice_count(cx) == 3 {
+        format!(
+            "defenses: SnD's denoiser is the per-position denoiseModelv3_3slice on the body's \
+             output before the data party's tail{}",
+            match denoiser {
+                Some("denoiseModelv3_3slice") => String::new(),
+                Some("denoiseModelv3") | None => " (the reference's denoiseModelv3 denoises the \
+                                                  tail's pooled or last-position output)"
+                    .to_string(),
+                Some(other) => format!(" (the reference runs {other} there)"),
+            }
+        )
+    } else {
+        "defenses: in Head–Tail SnD adds its noise only: the data party holds no tail to \
+         denoise at"
+            .into()
+    });
+    one_piece(settings, notes)
+}
+
 /// `value` typed as `T` by its own serde definition. A field that `T` does not have (the
 /// reference sets something ours fixes) is left out with a note; any other error refuses it.
 fn typed<T: DeserializeOwned>(
@@ -1593,9 +2039,16 @@ struct Attacks {
     attacker: Map<String, Value>,
 }
 
+/// What the attacks run on, for the checks the tables cannot make.
+#[derive(Debug, Clone, Copy)]
+struct RunFacts {
+    slices: u64,
+    classification: bool,
+}
+
 /// The reference's attacks, in its order, as ours; a repeat of an earlier one (another seed,
 /// another split) is kept once.
-fn attacks(cx: &mut Cx<'_>) -> Attacks {
+fn attacks(cx: &mut Cx<'_>, context: RunFacts) -> Attacks {
     let mut out = Attacks {
         values: Vec::new(),
         origins: Vec::new(),
@@ -1633,22 +2086,47 @@ fn attacks(cx: &mut Cx<'_>) -> Attacks {
             cx.doc.consume(&at);
             continue;
         };
-        let (kind, params) = match rule.ours {
+        let ours = match &rule.ours {
             Ok(ours) => ours,
             Err(reason) => {
-                cx.refuse_droppable(&item, &at, reason);
+                cx.refuse_droppable(&item, &at, *reason);
                 cx.doc.consume(&at);
                 continue;
             }
         };
         let mut value = Map::new();
-        value.insert("kind".into(), json!(kind));
-        for param in params {
-            let from = format!("{base}.{}", param.from);
-            let given = cx.get(&from).cloned();
-            let v = given.or_else(|| param.default.and_then(|d| serde_json::from_str(d).ok()));
-            if let Some(v) = v {
+        value.insert("kind".into(), json!(ours.kind));
+        for param in ours.params {
+            if let Some(v) = param_value(cx, &base, param) {
                 value.insert(param.to.into(), v);
+            }
+        }
+        let mut attacker_settings: Vec<(String, String, Value)> = ours
+            .attacker
+            .iter()
+            .filter_map(|param| {
+                let v = param_value(cx, &base, param)?;
+                Some((param.from.to_string(), param.to.to_string(), v))
+            })
+            .collect();
+        if let Some(special) = ours.special {
+            let site = Site {
+                base: &base,
+                item: &item,
+                slices: context.slices,
+                classification: context.classification,
+            };
+            match special(cx, &site) {
+                Ok(extra) => {
+                    for (what, to, v) in extra.attacker {
+                        attacker_settings.push((what.to_string(), to.to_string(), v));
+                    }
+                }
+                Err(reason) => {
+                    cx.refuse_droppable(&item, &base, reason);
+                    cx.doc.consume(&at);
+                    continue;
+                }
             }
         }
         let (config, value) = match typed::<AttackConfig>(cx, Value::Object(value), &item, &at) {
@@ -1663,35 +2141,31 @@ fn attacks(cx: &mut Cx<'_>) -> Attacks {
             cx.refuse_droppable(
                 &item,
                 &base,
-                format!("splitlm's {kind} refuses the reference's values: {e}"),
+                format!(
+                    "splitlm's {} refuses the reference's values: {e}",
+                    ours.kind
+                ),
             );
             cx.doc.consume(&at);
             continue;
         }
-        if config.kind() == AttackKind::Inversion {
-            for param in ATTACKER_PARAMS {
-                let from = format!("{base}.{}", param.from);
-                let Some(v) = cx.get(&from).cloned() else {
-                    continue;
-                };
-                match out.attacker.get(param.to) {
-                    None => {
-                        out.attacker.insert(param.to.into(), v);
-                        attacker_from.push((param.to.into(), at.clone()));
-                    }
-                    Some(first) if *first != v => {
-                        let source = attacker_from
-                            .iter()
-                            .find(|(to, _)| to == param.to)
-                            .map_or("", |(_, at)| at.as_str());
-                        cx.note(format!(
-                            "attacker: {item} ({at}) has {} = {v}, but attacker.{} = {first} \
-                             (from {source}) is the one setting of every inversion attack",
-                            param.from, param.to
-                        ));
-                    }
-                    Some(_) => {}
+        for (from, to, v) in attacker_settings {
+            match out.attacker.get(&to) {
+                None => {
+                    out.attacker.insert(to.clone(), v);
+                    attacker_from.push((to, at.clone()));
                 }
+                Some(first) if *first != v => {
+                    let source = attacker_from
+                        .iter()
+                        .find(|(t, _)| *t == to)
+                        .map_or("", |(_, at)| at.as_str());
+                    cx.note(format!(
+                        "attacker: {item} ({at}) has {from} = {v}, but attacker.{to} = {first} \
+                         (from {source}) is the one setting all attacks share"
+                    ));
+                }
+                Some(_) => {}
             }
         }
         match out.values.iter().position(|v| *v == value) {
@@ -1709,6 +2183,132 @@ fn attacks(cx: &mut Cx<'_>) -> Attacks {
         }
     }
     out
+}
+
+/// A parameter's value in the file, or the reference's default for it.
+fn param_value(cx: &Cx<'_>, base: &str, param: &Param) -> Option<Value> {
+    let given = cx.get(&format!("{base}.{}", param.from)).cloned();
+    given.or_else(|| param.default.and_then(|d| serde_json::from_str(d).ok()))
+}
+
+/// BiSR: the NaMoE inverter only; the samples are inverted one at a time, as the reference
+/// does whatever its `batch_size` says.
+fn bisr(cx: &mut Cx<'_>, site: &Site<'_>) -> std::result::Result<Extra, String> {
+    let base = site.base;
+    let inverter = cx
+        .text(&format!("{base}.attacker_model_name"))
+        .unwrap_or(BISR_INVERTER);
+    if inverter == "Linear" {
+        return Err(
+            "its attacker_model_name \"Linear\" (LinearSIPInverter) is not built: splitlm's \
+             BiSR trains the NaMoE inverter"
+                .into(),
+        );
+    }
+    if inverter != BISR_INVERTER {
+        return Err(format!(
+            "attacker_model_name \"{inverter}\" is none of the reference's inverters \
+             (NaMoE, Linear; BiSR.py l.136-139)"
+        ));
+    }
+    let mut extra = Extra::default();
+    extra.attacker.push((
+        "its batch size (one sample at a time, BiSR.py l.414)",
+        "batch_size",
+        json!(1),
+    ));
+    if cx.get(&format!("{base}.batch_size")).is_some() {
+        cx.note(
+            "attacks: the reference's BiSR reads its batch_size but does not use it: it inverts \
+             its samples one at a time (BiSR.py l.414, so attacker.batch_size = 1 here) and \
+             trains its inverter in batches of the run's batch_size (l.168), as splitlm does \
+             (train.batch_size)",
+        );
+    }
+    cx.note(
+        "attacks: BiSR's auxiliary examples are drawn at random from the training set with \
+         the run's seed; the reference takes the first auxiliary_data_num (BiSR.py l.150-154)",
+    );
+    Ok(extra)
+}
+
+/// Model completion: Head–Body–Tail, a classification task, surrogates trained in full from
+/// the model's own pretrained weights, on a number of auxiliary examples.
+fn model_completion(cx: &mut Cx<'_>, site: &Site<'_>) -> std::result::Result<Extra, String> {
+    let base = site.base;
+    if site.slices != 3 {
+        return Err(format!(
+            "model completion trains a surrogate of the data party's tail (ModelCompletion_LLM.py \
+             l.158-163), which needs Head–Body–Tail; this file cuts {} slices",
+            site.slices
+        ));
+    }
+    if !site.classification {
+        return Err(
+            "splitlm's model completion predicts class labels and is scored on them, so it \
+             needs a classification task; the reference runs it only for generation \
+             (ModelCompletion_LLM.py l.86-137), which splitlm's attack does not score"
+                .into(),
+        );
+    }
+    if cx.flag(&format!("{base}.use_lora")) {
+        return Err(
+            "use_lora: the reference trains LoRA adapters on its surrogates (l.165-173); \
+             splitlm's surrogate head and tail train in full"
+                .into(),
+        );
+    }
+    cx.doc.consume(&format!("{base}.lora_configs"));
+    if let Some(origin) = cx.text(&format!("{base}.origin_model_path")) {
+        let model = cx
+            .doc
+            .lookup("model_list.0.path")
+            .or_else(|| cx.doc.lookup("model_list.path"))
+            .and_then(Value::as_str);
+        if model != Some(origin) {
+            return Err(format!(
+                "origin_model_path \"{origin}\": splitlm's surrogates start from the pretrained \
+                 weights of model.source, not from another model"
+            ));
+        }
+    }
+    let count = cx.doc.lookup(&format!("{base}.aux_data_num"));
+    let share = cx.num(&format!("{base}.aux_data_percentage"));
+    if count.is_none() {
+        match share {
+            // `int(len · 0.05)`, splitlm's default count (5 % of the training set).
+            Some(s) if s == AUXILIARY_SHARE => {}
+            Some(s) => {
+                return Err(format!(
+                    "aux_data_percentage = {s}: splitlm counts the auxiliary examples \
+                     (attacker.auxiliary_samples; 5 % of the training set when unset), and \
+                     import reads no data to turn another share into a count: set aux_data_num"
+                ));
+            }
+            None => {
+                return Err(
+                    "the reference requires aux_data_num or aux_data_percentage \
+                     (ModelCompletion_LLM.py l.184-186)"
+                        .into(),
+                );
+            }
+        }
+    }
+    if let Some(batch) = cx.get(&format!("{base}.batch_size")) {
+        cx.note(format!(
+            "attacks: {} trains its surrogates in batches of train.batch_size; the reference's \
+             are of its batch_size = {batch}",
+            site.item
+        ));
+    }
+    if let Some(samples) = cx.get(&format!("{base}.attack_sample_num")) {
+        cx.note(format!(
+            "attacks: {} predicts every held-out example; the reference predicts the first \
+             attack_sample_num = {samples} it recorded (ModelCompletion_LLM.py l.60-61)",
+            site.item
+        ));
+    }
+    Ok(Extra::default())
 }
 
 /// Runs the configuration-wide checks (`RunConfig::validate`); an attack it refuses (a label
@@ -1755,20 +2355,31 @@ fn settle(
 
 /// What the attacker knows and observes, as the reference assumes: with inversion attacks,
 /// the data party's trained head (the reference inverts with the data party's own head
-/// model) and the samples its attacks name.
+/// model); the samples its attacks name; the auxiliary examples it holds.
 fn attacker(
     cx: &mut Cx<'_>,
     config: &mut RunConfig,
     mut settings: Map<String, Value>,
 ) -> Result<()> {
-    if !config
+    let inversion = config
         .attacks
         .iter()
-        .any(|a| a.kind() == AttackKind::Inversion)
-    {
+        .any(|a| a.kind() == AttackKind::Inversion);
+    // Settings of attacks that were refused afterwards are left out with them.
+    let kinds: BTreeSet<&str> = config.attacks.iter().map(AttackConfig::name).collect();
+    if !kinds.contains("bisr") && !kinds.contains("model_completion") {
+        settings.remove("auxiliary_samples");
+    }
+    if !inversion {
+        for field in ["samples", "split", "batch_size"] {
+            settings.remove(field);
+        }
+    } else {
+        settings.insert("head".into(), json!("fine_tuned"));
+    }
+    if settings.is_empty() {
         return Ok(());
     }
-    settings.insert("head".into(), json!("fine_tuned"));
     match typed::<AttackerConfig>(cx, Value::Object(settings), "attacker", "attack_list") {
         Ok((attacker, _)) => config.attacker = attacker,
         Err(reason) => bail!("the reference's attack settings do not fit [attacker]: {reason}"),
@@ -1824,8 +2435,8 @@ mod tests {
     #[test]
     fn the_tables_name_settings_that_exist() {
         for rule in ATTACKS {
-            if let Ok((kind, _)) = rule.ours {
-                let attack: AttackConfig = serde_json::from_value(json!({ "kind": kind }))
+            if let Ok(ours) = &rule.ours {
+                let attack: AttackConfig = serde_json::from_value(json!({ "kind": ours.kind }))
                     .unwrap_or_else(|e| panic!("{}: {e}", rule.reference));
                 attack.validate().unwrap();
             }
@@ -1856,22 +2467,91 @@ mod tests {
         assert_eq!(names.len(), ATTACKS.len(), "an attack listed twice");
     }
 
+    fn cx(root: &Value) -> Cx<'_> {
+        Cx {
+            doc: Doc {
+                root,
+                used: RefCell::new(BTreeSet::new()),
+            },
+            refusals: Vec::new(),
+            todos: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Every defense mapper names a kind of ours that types, given the keys the reference
+    /// requires least (`lambda`, `epsilon`, a rate); the rest take splitlm's defaults, noted.
+    #[test]
+    fn every_defense_mapper_builds_settings_that_type() {
+        for rule in DEFENSES {
+            let Ok(mapper) = rule.ours else { continue };
+            let root = json!({ "defense": { "name": rule.reference, "parameters": {
+                "party": [0], "lambda": 0.1, "epsilon": 1.0, "gradient_sparse_rate": 90 } } });
+            let mut cx = cx(&root);
+            let renderings = mapper(&mut cx, "Bert");
+            let first = &renderings[0];
+            assert!(!first.pieces.is_empty(), "{}", rule.reference);
+            for piece in &first.pieces {
+                let Piece::Ours(v) = piece else {
+                    panic!("{}: refused", rule.reference)
+                };
+                let config: DefenseConfig = serde_json::from_value(v.clone())
+                    .unwrap_or_else(|e| panic!("{}: {v}: {e}", rule.reference));
+                config
+                    .validate()
+                    .unwrap_or_else(|e| panic!("{}: {e}", rule.reference));
+            }
+        }
+    }
+
+    /// AT's `position` as text or a list, tested by substring as the reference does; a tail
+    /// in Head–Tail is refused, the head kept.
+    #[test]
+    fn adversarial_positions_are_read_as_the_reference_reads_them() {
+        for (position, slices, head, tail, refused) in [
+            (json!("head"), 2, true, false, false),
+            (json!(["head"]), 2, true, false, false),
+            (json!(["tail"]), 3, false, true, false),
+            (json!(["head", "tail"]), 3, true, true, false),
+            (json!("head-tail"), 3, true, true, false),
+            (json!(["head", "tail"]), 2, true, false, true),
+        ] {
+            let root = json!({
+                "model_list": { "vfl_model_slice_num": slices },
+                "defense": { "name": "AdversarialTraining", "parameters": {
+                    "party": [0], "lambda": 0.5, "position": position,
+                    "adversarial_model_lr": 0.001, "imagined_adversary_lr": 0.002 } },
+            });
+            let mut cx = cx(&root);
+            let renderings = adversarial_training(&mut cx, "GPT2");
+            let pieces = &renderings[0].pieces;
+            let Some(Piece::Ours(v)) = pieces.first() else {
+                panic!("{position}: nothing kept")
+            };
+            assert_eq!(
+                (v["head"].as_bool(), v["tail"].as_bool()),
+                (Some(head), Some(tail))
+            );
+            assert_eq!(
+                (v["mapping_lr"].as_f64(), v["adversary_lr"].as_f64()),
+                (Some(0.001), Some(0.002))
+            );
+            let was_refused = pieces.iter().any(|p| matches!(p, Piece::Refused { .. }));
+            assert_eq!(was_refused, refused, "{position} in {slices} slices");
+        }
+        let root = json!({ "defense": { "name": "AdversarialTraining", "parameters": {
+            "party": [0], "lambda": 0.5, "position": "inner" } } });
+        let renderings = adversarial_training(&mut cx(&root), "GPT2");
+        assert!(matches!(renderings[0].pieces[0], Piece::Refused { .. }));
+    }
+
     /// The reference's rates are percentages divided by 100 until at most 1.
     #[test]
     fn sparsification_rates_are_scaled_as_the_reference_does() {
         for (given, expected) in [(96.0, 0.96), (99.0, 0.99), (100.0, 1.0), (0.5, 0.5)] {
             let root = json!({ "defense": { "name": "GradientSparsification",
                 "parameters": { "party": [0], "gradient_sparse_rate": given } } });
-            let mut cx = Cx {
-                doc: Doc {
-                    root: &root,
-                    used: RefCell::new(BTreeSet::new()),
-                },
-                refusals: Vec::new(),
-                todos: Vec::new(),
-                notes: Vec::new(),
-            };
-            let renderings = sparsification(&mut cx, "Bert");
+            let renderings = sparsification(&mut cx(&root), "Bert");
             let Piece::Ours(v) = &renderings[0].pieces[0] else {
                 panic!("refused")
             };

@@ -10,8 +10,7 @@ use splitlm_bench::RunConfig;
 use splitlm_cli::files::write_atomically;
 use splitlm_cli::vflair::{ImportOptions, Imported, Refused, import_file, import_str};
 
-/// The fixtures that import (with `--drop-unsupported` where they hold something splitlm
-/// lacks).
+/// The fixtures, all of which import.
 const IMPORTABLE: &[&str] = &[
     "vanilla/2-slice/sst2_gpt_wo.json",
     "vanilla/3-slice/codealpaca_codellama.json",
@@ -19,10 +18,16 @@ const IMPORTABLE: &[&str] = &[
     "with_mia_and_defense/2-slice/lambada_gpt_mid.json",
     "with_lia_and_defense/3-slice/sst2_dp.json",
     "with_mia_and_lia_and_defense/sst2_gs.json",
+    "with_mia_and_defense/2-slice/sst2_at.json",
+    "with_mia_and_defense/2-slice/codealpaca_at.json",
+    "with_mia_and_lia_and_defense/sst2_ad.json",
+    "with_lia_and_defense/3-slice/sst2_at.json",
+    "with_mia_and_defense/2-slice/alpaca_gpt2_to.json",
+    "with_mia_and_defense/2-slice/alpaca_gpt2_santext.json",
+    "with_mia_and_defense/2-slice/gsm8k_mistral_custext.json",
+    "with_mia_and_defense/2-slice/gsm8k_mistral_rantext.json",
+    "with_mia_and_defense/2-slice/sst2_snd.json",
 ];
-
-/// A fixture whose defense (adversarial training) and one attack (BiSR) splitlm lacks.
-const REFUSED: &str = "with_mia_and_defense/2-slice/sst2_at.json";
 
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -88,7 +93,27 @@ const ATTACK_FIELDS: &[AttackFields] = &[
     ("NormbasedScoring_LLM", "ns", &[]),
     ("DirectionbasedScoring_LLM", "ds", &[]),
     ("DirectLabelScoring_LLM", "dls", &[]),
+    (
+        "BiSR",
+        "bisr",
+        &[
+            ("epochs", "steps"),
+            ("lr", "lr"),
+            ("phase1_lr", "inverter_lr"),
+            ("expert_epoch", "expert_epochs"),
+            ("gate_epoch", "gate_epochs"),
+            ("full_epoch", "full_epochs"),
+        ],
+    ),
 ];
+
+/// A numbered table's values (`attack_list`) in numeric order, as the reference reads them.
+fn numbered(list: &serde_json::Map<String, Value>) -> Vec<&Value> {
+    let mut entries: Vec<(usize, &Value)> =
+        list.iter().map(|(k, v)| (k.parse().unwrap(), v)).collect();
+    entries.sort_by_key(|(k, _)| *k);
+    entries.into_iter().map(|(_, v)| v).collect()
+}
 
 #[test]
 fn every_importable_fixture_imports_and_passes_check() {
@@ -166,6 +191,14 @@ fn the_cut_task_and_training_loop_are_the_reference_numbers() {
             "CodeAlpaca" => {
                 assert_eq!(kind, "instruction");
                 assert_eq!(ours["task"]["format"], "code_alpaca");
+            }
+            "Alpaca" => {
+                assert_eq!(kind, "instruction");
+                assert_eq!(ours["task"]["format"], "alpaca");
+            }
+            "GSM8K" | "GMS8K" => {
+                assert_eq!(kind, "math");
+                assert_eq!(ours["task"]["format"], "gsm8k");
             }
             other => panic!("{rel}: no expectation for {other}"),
         }
@@ -270,7 +303,7 @@ fn attacks_carry_the_reference_parameters_or_are_dropped_by_name() {
                 .iter()
                 .find(|d| d.at == at || d.at.starts_with(&format!("{at}.")));
             let Some((_, kind, fields)) = ATTACK_FIELDS.iter().find(|(n, _, _)| *n == name) else {
-                // An attack splitlm does not have (BiSR): dropped, by name.
+                // An attack splitlm does not have: dropped, by name.
                 let dropped = dropped.unwrap_or_else(|| panic!("{rel}: {at} {name} kept?"));
                 assert!(dropped.item.contains(name), "{dropped}");
                 continue;
@@ -290,33 +323,65 @@ fn attacks_carry_the_reference_parameters_or_are_dropped_by_name() {
             assert!(found, "{rel}: {at} {name} {params} not among {attacks:?}");
         }
         // Inversions get the data party's trained head, as in the reference; the samples
-        // they attack are those the reference's first inversion attack names.
+        // they attack are those the reference's first inversion attack names, in its batches
+        // (BiSR's: one at a time, BiSR.py l.414, whatever its batch_size).
         if attacks
             .iter()
-            .any(|a| a["kind"] == "vmi" || a["kind"] == "rwi")
+            .any(|a| matches!(a["kind"].as_str(), Some("vmi" | "rwi" | "bisr")))
         {
             let attacker = &ours(&imported)["attacker"];
             assert_eq!(attacker["head"], "fine_tuned", "{rel}");
-            let first = list
-                .values()
+            let first = numbered(list)
+                .into_iter()
                 .find(|a| {
                     matches!(
                         a["name"].as_str(),
-                        Some("VanillaModelInversion_WhiteBox" | "WhiteBoxInversion")
+                        Some("VanillaModelInversion_WhiteBox" | "WhiteBoxInversion" | "BiSR")
                     )
                 })
                 .unwrap();
-            if let Some(samples) = attacker.get("samples") {
-                assert_eq!(samples, &first["parameters"]["attack_sample_num"], "{rel}");
-                assert_eq!(
-                    attacker["split"], first["parameters"]["target_data"],
-                    "{rel}"
-                );
-                assert_eq!(
-                    attacker["batch_size"], first["parameters"]["batch_size"],
-                    "{rel}"
-                );
+            assert_eq!(
+                attacker["samples"], first["parameters"]["attack_sample_num"],
+                "{rel}"
+            );
+            // Without target_data (the reference's code would stop), splitlm's default.
+            let split = match &first["parameters"]["target_data"] {
+                Value::Null => &Value::from("test"),
+                given => given,
+            };
+            assert_eq!(&attacker["split"], split, "{rel}");
+            let batch = if first["name"] == "BiSR" {
+                &Value::from(1)
+            } else {
+                &first["parameters"]["batch_size"]
+            };
+            assert_eq!(&attacker["batch_size"], batch, "{rel}");
+        }
+        // BiSR's auxiliary examples are the reference's auxiliary_data_num (absent: the
+        // reference's 5 % of the training set, splitlm's default too).
+        if let Some(bisr) = numbered(list).into_iter().find(|a| a["name"] == "BiSR") {
+            let attacker = &ours(&imported)["attacker"];
+            let expected = &bisr["parameters"]["auxiliary_data_num"];
+            match attacker.get("auxiliary_samples") {
+                Some(v) if !v.is_null() => assert_eq!(v, expected, "{rel}"),
+                _ => assert!(expected.is_null(), "{rel}"),
             }
+            let ours_bisr = attacks.iter().find(|a| a["kind"] == "bisr").unwrap();
+            assert_eq!(
+                ours_bisr["expert_scales"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(num)
+                    .collect::<Vec<_>>(),
+                bisr["parameters"]["expert_scales"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(num)
+                    .collect::<Vec<_>>(),
+                "{rel}"
+            );
         }
     }
     // VMI without a loss_type takes the reference's default objective, cross-entropy.
@@ -407,36 +472,412 @@ fn defenses_carry_the_reference_parameters() {
     }
 }
 
+/// The one defense a fixture imports to, and the reference's parameters.
+fn one_defense(rel: &str) -> (Value, Value) {
+    let ours = defenses(rel);
+    assert_eq!(ours.len(), 1, "{rel}: {ours:?}");
+    (
+        ours[0].clone(),
+        reference(rel)["defense"]["parameters"].clone(),
+    )
+}
+
+/// Each `(reference key, our field)` pair holds the same number.
+fn same_numbers(rel: &str, ours: &Value, params: &Value, pairs: &[(&str, &str)]) {
+    for (from, to) in pairs {
+        assert!(
+            same(num(&ours[*to]), num(&params[*from])),
+            "{rel}: {from} {} → {to} {}",
+            params[*from],
+            ours[*to]
+        );
+    }
+}
+
+#[test]
+fn the_text_and_learned_defenses_carry_the_reference_parameters() {
+    // AdversarialTraining at the head (the per-token models), its keys renamed.
+    let at_pairs: &[(&str, &str)] = &[
+        ("lambda", "lambda"),
+        ("adversarial_model_lr", "mapping_lr"),
+        ("imagined_adversary_lr", "adversary_lr"),
+    ];
+    let rel = "with_mia_and_defense/2-slice/codealpaca_at.json";
+    let (ours, params) = one_defense(rel);
+    assert_eq!(ours["kind"], "adversarial_training");
+    assert_eq!(params["position"], serde_json::json!(["head"]));
+    assert_eq!(params["adversarial_model"], "Mapping_MLP3_noflatten");
+    same_numbers(rel, &ours, &params, at_pairs);
+    same_numbers(
+        rel,
+        &ours,
+        &params,
+        &[
+            ("adversarial_model_hidden_size", "mapping_hidden_size"),
+            ("imagined_adversary_hidden_size", "adversary_hidden_size"),
+        ],
+    );
+    assert_eq!(
+        (&ours["head"], &ours["tail"]),
+        (&true.into(), &false.into())
+    );
+    assert!(!imported(rel).notes.iter().any(|n| n.contains("flattening")));
+    // No hidden sizes nor at_epsilon in the file: the reference's 80 and 1
+    // (party/passive_party.py l.116-117, 135-136, 143-144).
+    let rel = "with_mia_and_defense/2-slice/sst2_at.json";
+    let (ours, params) = one_defense(rel);
+    assert!(params.get("adversarial_model_hidden_size").is_none());
+    assert!(params.get("at_epsilon").is_none());
+    same_numbers(rel, &ours, &params, at_pairs);
+    assert_eq!(
+        (&ours["mapping_hidden_size"], &ours["adversary_hidden_size"]),
+        (&80.into(), &80.into())
+    );
+    assert!(same(num(&ours["at_epsilon"]), 1.0));
+    assert_eq!(params["position"], "head");
+    assert_eq!(
+        (&ours["head"], &ours["tail"]),
+        (&true.into(), &false.into())
+    );
+    // The flattening Mapping_MLP3 becomes the per-token model, noted.
+    assert_eq!(params["adversarial_model"], "Mapping_MLP3");
+    let notes = imported(rel).notes;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("Mapping_MLP3") && n.contains("flattening")),
+        "{notes:?}"
+    );
+    // Head and tail (Head–Body–Tail); the tail's label adversary, not built, is noted.
+    let rel = "with_mia_and_lia_and_defense/sst2_ad.json";
+    let (ours, params) = one_defense(rel);
+    assert_eq!(params["position"], serde_json::json!(["head", "tail"]));
+    same_numbers(rel, &ours, &params, at_pairs);
+    assert_eq!((&ours["head"], &ours["tail"]), (&true.into(), &true.into()));
+    assert!(
+        imported(rel)
+            .notes
+            .iter()
+            .any(|n| n.contains("label adversary"))
+    );
+    // The tail alone.
+    let rel = "with_lia_and_defense/3-slice/sst2_at.json";
+    let (ours, params) = one_defense(rel);
+    assert_eq!(params["position"], serde_json::json!(["tail"]));
+    assert_eq!(
+        (&ours["head"], &ours["tail"]),
+        (&false.into(), &true.into())
+    );
+
+    // TextObfuscator: its keys as they are; λ 1, as the reference's loader leaves it.
+    let rel = "with_mia_and_defense/2-slice/alpaca_gpt2_to.json";
+    let (ours, params) = one_defense(rel);
+    assert_eq!(ours["kind"], "text_obfuscator");
+    same_numbers(
+        rel,
+        &ours,
+        &params,
+        &[
+            ("cluster_num", "cluster_num"),
+            ("epsilon", "epsilon"),
+            ("w_cluster_close", "w_cluster_close"),
+            ("w_cluster_away", "w_cluster_away"),
+        ],
+    );
+    assert_eq!(ours["cluster_method"], params["cluster_method"]);
+    assert!(same(num(&ours["lambda"]), 1.0));
+    // A `lambda` is read only beside the misspelt `lamba` (load/LoadConfigs.py l.825).
+    let mut json = reference(rel);
+    json["defense"]["parameters"]["lambda"] = 0.3.into();
+    let edited = import_json(&json, false).unwrap();
+    assert!(same(num(&ours_of(&edited)["lambda"]), 1.0));
+    assert!(edited.notes.iter().any(|n| n.contains("lamba")));
+    json["defense"]["parameters"]["lamba"] = 1.into();
+    let edited = import_json(&json, false).unwrap();
+    assert!(same(num(&ours_of(&edited)["lambda"]), 0.3));
+
+    // SanText+.
+    let rel = "with_mia_and_defense/2-slice/alpaca_gpt2_santext.json";
+    let (ours, params) = one_defense(rel);
+    assert_eq!(ours["kind"], "santext");
+    same_numbers(
+        rel,
+        &ours,
+        &params,
+        &[
+            ("epsilon", "epsilon"),
+            ("sensitive_word_percentage", "sensitive_word_percentage"),
+            ("p", "p"),
+        ],
+    );
+
+    // CusText; the reference treats numbers apart only for its "GMS8K", "GMS8K-test" and
+    // "MATH" (utils/custext_utils.py l.106), and this file spells GSM8K right.
+    let rel = "with_mia_and_defense/2-slice/gsm8k_mistral_custext.json";
+    let (ours, params) = one_defense(rel);
+    assert_eq!(ours["kind"], "custext");
+    same_numbers(
+        rel,
+        &ours,
+        &params,
+        &[("epsilon", "epsilon"), ("topk", "topk")],
+    );
+    assert_eq!(reference(rel)["dataset"]["dataset_name"], "GSM8K");
+    assert_eq!(ours["math_numbers"], false);
+
+    // InferDPT: its RanText, numbers replaced for "GMS8K" (party/passive_party.py l.913).
+    let rel = "with_mia_and_defense/2-slice/gsm8k_mistral_rantext.json";
+    let (ours, params) = one_defense(rel);
+    assert_eq!(ours["kind"], "rantext");
+    same_numbers(rel, &ours, &params, &[("epsilon", "epsilon")]);
+    assert_eq!(reference(rel)["dataset"]["dataset_name"], "GMS8K");
+    assert_eq!(ours["math_numbers"], true);
+    let rantext = imported(rel);
+    assert!(
+        rantext
+            .notes
+            .iter()
+            .any(|n| n.contains("inferdpt_kit_path"))
+    );
+    assert!(
+        !rantext
+            .not_carried
+            .iter()
+            .any(|(k, _)| k.starts_with("defense.parameters.decode")),
+        "{:?}",
+        rantext.not_carried
+    );
+
+    // SnD: every key of the reference's loader as it is; denoise_sample_num, which its code
+    // never reads, is not carried over.
+    let rel = "with_mia_and_defense/2-slice/sst2_snd.json";
+    let (ours, params) = one_defense(rel);
+    assert_eq!(ours["kind"], "snd");
+    same_numbers(
+        rel,
+        &ours,
+        &params,
+        &[
+            ("train_eta", "train_eta"),
+            ("test_eta", "test_eta"),
+            ("noise_per_sample", "noise_per_sample"),
+            ("denoise_epoch", "denoise_epoch"),
+            ("denoise_batch_size", "denoise_batch_size"),
+            ("denoise_lr", "denoise_lr"),
+            ("dim_head", "dim_head"),
+            ("dropout", "dropout"),
+            ("num_heads", "num_heads"),
+            ("num_layers", "num_layers"),
+            ("d_ff", "d_ff"),
+        ],
+    );
+    assert!(params["denoise_sample_num"].is_number());
+    assert!(ours["denoise_sample_num"].is_null(), "{ours}");
+    assert!(
+        imported(rel)
+            .notes
+            .iter()
+            .any(|n| n.contains("denoise_sample_num"))
+    );
+}
+
+/// The one defense of an import.
+fn ours_of(imported: &Imported) -> Value {
+    ours(imported)["defenses"][0].clone()
+}
+
+/// The configuration `json` (an edited fixture) imported, or why not.
+fn import_json(json: &Value, drop_unsupported: bool) -> anyhow::Result<Imported> {
+    import_str(
+        &json.to_string(),
+        "edited",
+        "edited.json",
+        &ImportOptions {
+            model: None,
+            drop_unsupported,
+        },
+    )
+}
+
+#[test]
+fn every_reference_attack_and_defense_of_the_shipped_files_has_an_equivalent() {
+    // Every attack and defense of the reference's LLM configurations has an equivalent: the
+    // shipped files import as they are, nothing dropped.
+    for rel in IMPORTABLE {
+        let imported = import(rel, false).unwrap_or_else(|e| panic!("{rel}: {e:#}"));
+        assert!(imported.dropped.is_empty(), "{rel}: {:?}", imported.dropped);
+        let json = reference(rel);
+        let defenses = usize::from(json.get("defense").is_some());
+        assert_eq!(imported.config.defenses.len(), defenses, "{rel}");
+    }
+}
+
 #[test]
 fn what_has_no_equivalent_is_refused_by_name() {
-    let err = import(REFUSED, false).unwrap_err();
+    // AT at the tail of a Head–Tail split (no data party tail) and BiSR's linear inverter.
+    let rel = "with_mia_and_defense/2-slice/sst2_at.json";
+    let mut json = reference(rel);
+    assert_eq!(json["model_list"]["vfl_model_slice_num"], 2);
+    json["defense"]["parameters"]["position"] = serde_json::json!(["head", "tail"]);
+    assert_eq!(json["attack_list"]["0"]["name"], "BiSR");
+    json["attack_list"]["0"]["parameters"]["attacker_model_name"] = "Linear".into();
+    let err = import_json(&json, false).unwrap_err();
     let refused = err.downcast_ref::<Refused>().expect("a Refused error");
     let message = err.to_string();
-    for name in ["AdversarialTraining", "BiSR"] {
-        assert!(
-            refused.refusals.iter().any(|r| r.item.contains(name)),
-            "{message}"
-        );
-        assert!(message.contains(name), "{message}");
+    for (name, why) in [
+        ("AdversarialTraining", "Head–Body–Tail"),
+        ("BiSR", "LinearSIPInverter"),
+    ] {
+        let refusal = refused
+            .refusals
+            .iter()
+            .find(|r| r.item.contains(name))
+            .unwrap_or_else(|| panic!("{message}"));
+        assert!(refusal.reason.contains(why), "{refusal}");
+        assert!(refusal.droppable, "{refusal}");
     }
     assert!(message.contains("--drop-unsupported"), "{message}");
 
-    // Dropping them imports the rest, saying what was dropped.
-    let imported = imported(REFUSED);
-    assert!(imported.config.defenses.is_empty());
-    assert!(imported.toml.contains("AdversarialTraining"));
+    // Dropping them imports the rest, saying what was dropped: AT at the head stays.
+    let imported = import_json(&json, true).unwrap();
+    let config = ours(&imported);
+    assert_eq!(config["defenses"].as_array().unwrap().len(), 1);
+    assert_eq!(config["defenses"][0]["kind"], "adversarial_training");
+    assert_eq!(
+        (
+            &config["defenses"][0]["head"],
+            &config["defenses"][0]["tail"]
+        ),
+        (&true.into(), &false.into())
+    );
+    assert!(imported.toml.contains("at position 'tail'"));
     assert!(imported.dropped.iter().any(|d| d.item.contains("BiSR")));
-    let json = reference(REFUSED);
-    assert_eq!(json["defense"]["name"], "AdversarialTraining");
-
-    // A file whose only gap is BiSR is refused too, unless told to drop it.
-    let message = import("with_mia_and_defense/2-slice/lambada_gpt_dp.json", false)
-        .unwrap_err()
-        .to_string();
     assert!(
-        message.contains("attack 'BiSR' (attack_list.2)"),
+        !config["attacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "bisr")
+    );
+
+    // InferDPT with its decoding model: RanText only, the decoder refused.
+    let rel = "with_mia_and_defense/2-slice/gsm8k_mistral_rantext.json";
+    let mut json = reference(rel);
+    assert_eq!(json["defense"]["parameters"]["decode_model_path"], "");
+    json["defense"]["parameters"]["decode_model_path"] = "/models/decoder".into();
+    let message = import_json(&json, false).unwrap_err().to_string();
+    assert!(
+        message.contains("defense 'InferDPT' decode_model_path"),
         "{message}"
     );
+    let imported = import_json(&json, true).unwrap();
+    assert_eq!(ours(&imported)["defenses"][0]["kind"], "rantext");
+
+    // TextObfuscator by a method splitlm lacks: splitlm's own reason.
+    let mut json = reference("with_mia_and_defense/2-slice/alpaca_gpt2_to.json");
+    json["defense"]["parameters"]["cluster_method"] = "gmm".into();
+    let message = import_json(&json, false).unwrap_err().to_string();
+    assert!(
+        message.contains("TextObfuscator") && message.contains("not built"),
+        "{message}"
+    );
+
+    // SnD with a denoiser the reference does not have, or a saved one.
+    for (key, value) in [
+        ("denoise_model", "denoiseModelv9"),
+        ("denoise_model_path", "/models/denoiser.pth"),
+    ] {
+        let mut json = reference("with_mia_and_defense/2-slice/sst2_snd.json");
+        json["defense"]["parameters"][key] = value.into();
+        let message = import_json(&json, false).unwrap_err().to_string();
+        assert!(
+            message.contains("defense 'SnD'") && message.contains(value),
+            "{message}"
+        );
+    }
+}
+
+/// A reference attack list of one model completion attack with `parameters` (besides its
+/// party).
+fn with_model_completion(rel: &str, parameters: Value) -> Value {
+    let mut json = reference(rel);
+    let mut parameters = parameters;
+    parameters["party"] = serde_json::json!([1]);
+    json["attack_list"] = serde_json::json!({
+        "0": { "name": "ModelCompletion_LLM", "parameters": parameters }
+    });
+    json
+}
+
+#[test]
+fn model_completion_carries_its_parameters_where_splitlm_runs_it() {
+    // No LLM configuration of the reference sets one: its keys (ModelCompletion_LLM.py
+    // l.41-51) on the 3-slice BERT SST-2 configuration.
+    let rel = "with_lia_and_defense/3-slice/sst2_dp.json";
+    let parameters = serde_json::json!({
+        "lr": 0.01, "epochs": 3, "batch_size": 4, "attack_sample_num": 50,
+        "aux_data_num": 40, "use_lora": false, "attack_seed": 1
+    });
+    let imported = import_json(&with_model_completion(rel, parameters.clone()), false)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let config = ours(&imported);
+    let attack = &config["attacks"][0];
+    assert_eq!(attack["kind"], "model_completion");
+    assert!(same(num(&attack["lr"]), num(&parameters["lr"])));
+    assert_eq!(attack["epochs"], parameters["epochs"]);
+    assert_eq!(
+        config["attacker"]["auxiliary_samples"],
+        parameters["aux_data_num"]
+    );
+    for what in ["batch_size = 4", "attack_sample_num = 50"] {
+        assert!(
+            imported.notes.iter().any(|n| n.contains(what)),
+            "{what}: {:?}",
+            imported.notes
+        );
+    }
+    // The reference's aux_data_percentage 0.05 is splitlm's default count.
+    let edited = with_model_completion(
+        rel,
+        serde_json::json!({ "lr": 0.01, "epochs": 3, "aux_data_percentage": 0.05 }),
+    );
+    let imported = import_json(&edited, false).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(ours(&imported)["attacker"]["auxiliary_samples"].is_null());
+
+    // Refused, each with its reason: in Head–Tail, on a generation task, with LoRA
+    // surrogates, with another share of auxiliary examples.
+    let cases = [
+        (
+            "vanilla/2-slice/sst2_gpt_wo.json",
+            serde_json::json!({ "lr": 0.01, "epochs": 3, "aux_data_num": 40 }),
+            "Head–Body–Tail",
+        ),
+        (
+            "vanilla/3-slice/codealpaca_codellama.json",
+            serde_json::json!({ "lr": 0.01, "epochs": 3, "aux_data_num": 40 }),
+            "classification",
+        ),
+        (
+            rel,
+            serde_json::json!({ "lr": 0.01, "epochs": 3, "aux_data_num": 40, "use_lora": true }),
+            "use_lora",
+        ),
+        (
+            rel,
+            serde_json::json!({ "lr": 0.01, "epochs": 3, "aux_data_percentage": 0.2 }),
+            "aux_data_percentage = 0.2",
+        ),
+    ];
+    for (rel, parameters, why) in cases {
+        let err = import_json(&with_model_completion(rel, parameters), false).unwrap_err();
+        let refused = err.downcast_ref::<Refused>().expect("a Refused error");
+        let refusal = refused
+            .refusals
+            .iter()
+            .find(|r| r.item.contains("ModelCompletion_LLM"))
+            .unwrap_or_else(|| panic!("{rel}: {err}"));
+        assert!(refusal.reason.contains(why), "{rel}: {refusal}");
+    }
 }
 
 #[test]
