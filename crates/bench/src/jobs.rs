@@ -141,7 +141,7 @@ fn defense_data(config: &RunConfig, data: Option<&TaskData>) -> Result<Option<De
     Ok(Some(DefenseData {
         text: Arc::new(TokenizerCodec::new(tokenizer.clone(), pad_id, side)),
         training_inputs: Arc::new(if needs.training_inputs {
-            data.training_inputs()?
+            data.training_inputs(&config.split.data_device()?.probe()?)?
         } else {
             Vec::new()
         }),

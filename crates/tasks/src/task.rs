@@ -202,14 +202,14 @@ impl TaskData {
     }
 
     /// The training inputs as the model sees them, one unpadded id sequence per example, in
-    /// order (what text-level defenses count words in and TextObfuscator clusters).
-    pub fn training_inputs(&self) -> Result<Vec<Vec<u32>>> {
+    /// order (what text-level defenses count words in and TextObfuscator clusters); batches
+    /// are made on `device` to be read back.
+    pub fn training_inputs(&self, device: &Device) -> Result<Vec<Vec<u32>>> {
         let set = self.training_set();
-        let device = Device::default();
         let mut inputs = Vec::with_capacity(set.len());
         let indices: Vec<usize> = (0..set.len()).collect();
         for chunk in indices.chunks(256) {
-            let (batch, _) = set.batch(chunk, &device)?;
+            let (batch, _) = set.batch(chunk, device)?;
             let read = |t: burn::tensor::Tensor<2, burn::tensor::Int>| {
                 t.into_data()
                     .try_into_vec_as::<i64>()
