@@ -332,7 +332,7 @@ fn bad_settings_are_refused_naming_the_field() {
     let config = parse(r#"{"kind": "adversarial_training"}"#).unwrap();
     assert_eq!(config, DefenseConfig::AdversarialTraining(d()));
     assert!(
-        config.needs().text,
+        config.needs().embeddings,
         "the head's adversary needs the input embeddings"
     );
     let config = parse(r#"{"kind": "adversarial_training", "lambda": 5.0, "tail": true}"#).unwrap();

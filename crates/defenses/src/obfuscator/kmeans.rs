@@ -377,18 +377,4 @@ mod tests {
         let exact = fit(&points, 3, &settings(3), 0, &device()).unwrap();
         assert!(exact.inertia < 1e-6, "{}", exact.inertia);
     }
-
-    #[test]
-    #[ignore = "a timing: 5,000 tokens of width 384 into 100 clusters, the reference's K"]
-    fn timing_of_a_realistic_fit() {
-        let mut rng = SplitMix64::new(3);
-        let points: Vec<f32> = (0..5000 * 384).map(|_| rng.normal() as f32).collect();
-        let start = std::time::Instant::now();
-        let fit = fit(&points, 384, &settings(100), 0, &device()).unwrap();
-        eprintln!(
-            "k-means of 5000×384 into 100: {:.2} s, {} iterations",
-            start.elapsed().as_secs_f64(),
-            fit.iterations
-        );
-    }
 }
