@@ -38,7 +38,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use splitlm_nn::seeded::SplitMix64;
 
-use crate::inversion::{InversionMask, InversionObjective, Recovered};
+use crate::inversion::{InversionMask, InversionObjective, Recovered, argmax_last};
 use crate::{AttackError, AttackerView, Prior};
 
 /// Which directions of the split BiSR's second phase optimises through.
@@ -310,20 +310,6 @@ fn embeddings_of(vocabulary: &Tensor<2>, ids: &[u32], [b, s, _]: [usize; 3]) -> 
         &vocabulary.device(),
     );
     vocabulary.clone().select(0, index).reshape([b, s, width])
-}
-
-/// The arg-max over the last axis of `[b, s, n]`, flattened.
-fn argmax_last(logits: Tensor<3>) -> Vec<u32> {
-    let [b, s, n] = logits.dims();
-    logits
-        .reshape([b * s, n])
-        .argmax(1)
-        .into_data()
-        .try_into_vec_as::<i64>()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| i as u32)
-        .collect()
 }
 
 /// Host values of a float tensor.

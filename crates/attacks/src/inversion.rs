@@ -363,30 +363,12 @@ impl Fit {
             .map_err(|e| fail(attack, e.to_string()))?
             .states;
         let target = Tensor::from_inner(self.target.clone());
-        let [b, s, d] = target.dims();
-        let objective = self.method.objective();
-        Ok(match &self.real {
-            None => match objective {
-                // MSELoss: the mean over the sample's s·d values.
-                InversionObjective::Mse => (hidden - target)
-                    .powi_scalar(2)
-                    .sum()
-                    .div_scalar((s * d) as f64),
-                // CrossEntropyLoss on [1, s, d]: softmax over dim 1, mean over the d features.
-                InversionObjective::CrossEntropy => (log_softmax(hidden, 1) * target)
-                    .sum()
-                    .div_scalar(-(d as f64)),
-            },
-            Some(real) => {
-                let real = Tensor::from_inner(real.clone());
-                match objective {
-                    InversionObjective::Mse => ((hidden - target) * real).powi_scalar(2).mean(),
-                    InversionObjective::CrossEntropy => (log_softmax(hidden, 1) * target * real)
-                        .sum()
-                        .div_scalar(-((b * d) as f64)),
-                }
-            }
-        })
+        Ok(objective(
+            hidden,
+            target,
+            self.real.clone(),
+            self.method.objective(),
+        ))
     }
 
     /// Adam from [`Fit::start`]; returns the variable (inner device).
@@ -517,22 +499,57 @@ pub fn probe_objective(
         recovered: fit.decode(optimised),
     })
 }
+/// The inversion objective of `hidden` against the observed `target` (autodiff device): with
+/// no `real` mask ([`InversionMask::None`]), the sum over the samples of the reference's
+/// per-sample loss; with `real` `[b, s, 1]` (inner device, [`InversionMask::Real`]), splitlm's
+/// batch means over the real positions.
+pub(crate) fn objective(
+    hidden: Tensor<3>,
+    target: Tensor<3>,
+    real: Option<Tensor<3>>,
+    objective: InversionObjective,
+) -> Tensor<1> {
+    let [b, s, d] = target.dims();
+    match real {
+        None => match objective {
+            // MSELoss: the mean over the sample's s·d values.
+            InversionObjective::Mse => (hidden - target)
+                .powi_scalar(2)
+                .sum()
+                .div_scalar((s * d) as f64),
+            // CrossEntropyLoss on [1, s, d]: softmax over dim 1, mean over the d features.
+            InversionObjective::CrossEntropy => (log_softmax(hidden, 1) * target)
+                .sum()
+                .div_scalar(-(d as f64)),
+        },
+        Some(real) => {
+            let real = Tensor::from_inner(real);
+            match objective {
+                InversionObjective::Mse => ((hidden - target) * real).powi_scalar(2).mean(),
+                InversionObjective::CrossEntropy => (log_softmax(hidden, 1) * target * real)
+                    .sum()
+                    .div_scalar(-((b * d) as f64)),
+            }
+        }
+    }
+}
+
 /// The arg-max over the last axis of `[b, s, vocab]`, flattened.
-fn argmax_last(logits: Tensor<3>) -> Vec<u32> {
+pub(crate) fn argmax_last(logits: Tensor<3>) -> Vec<u32> {
     let [b, s, vocab] = logits.dims();
     logits
         .reshape([b * s, vocab])
         .argmax(1)
         .into_data()
         .try_into_vec_as::<i64>()
-        .expect("int ids")
+        .unwrap_or_default()
         .into_iter()
         .map(|i| i as u32)
         .collect()
 }
 
 /// For each position of `[b, s, width]`, the vocabulary row of highest cosine similarity.
-fn nearest_tokens(words: Tensor<3>, vocabulary: Tensor<2>) -> Vec<u32> {
+pub(crate) fn nearest_tokens(words: Tensor<3>, vocabulary: Tensor<2>) -> Vec<u32> {
     let [b, s, width] = words.dims();
     let unit = |x: Tensor<2>| {
         let norms = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);

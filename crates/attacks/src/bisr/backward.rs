@@ -32,7 +32,8 @@ use splitlm_party::replay::{input_gradient, slice_output};
 use splitlm_protocol::OutputKind;
 use splitlm_zoo::AnyModel;
 
-use super::{BisrSettings, argmax_last, fail, host};
+use super::{BisrSettings, fail, host};
+use crate::inversion::argmax_last;
 use crate::optimise::adam;
 use crate::{AttackError, Prior};
 

@@ -3,14 +3,13 @@
 //! embeddings of the inverter's tokens, Adam at `lr` for `epochs` steps, then the nearest
 //! embedding by cosine similarity at each position, l.521–535).
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use splitlm_nn::{TokenBatch, TransformerSlice};
 use splitlm_party::Observation;
 use splitlm_zoo::AnyModel;
 
-use super::{BisrSettings, argmax_last, fail};
-use crate::inversion::{InversionMask, InversionObjective, Recovered};
+use super::{BisrSettings, fail};
+use crate::inversion::{InversionMask, Recovered, nearest_tokens, objective};
 use crate::optimise::adam;
 
 /// One observed batch as host values.
@@ -87,7 +86,7 @@ pub(super) fn invert(
     settings: &BisrSettings,
     device: &Device,
 ) -> Result<Vec<Recovered>, crate::AttackError> {
-    let [b, s, d] = observed.shape;
+    let [b, s, _] = observed.shape;
     let inner = device.clone().inner();
     let target = observed.activations(&inner);
     let ints = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [b, s]), device);
@@ -117,59 +116,9 @@ pub(super) fn invert(
             .map_err(|e| fail(e.to_string()))?
             .states;
         let target = Tensor::from_inner(target.clone());
-        Ok(objective(
-            hidden,
-            target,
-            real.clone(),
-            settings.objective,
-            [b, s, d],
-        ))
+        Ok(objective(hidden, target, real.clone(), settings.objective))
     };
     let words = adam(start, settings.steps, settings.lr, "bisr", loss)?;
     let ids = nearest_tokens(words, vocabulary.clone());
     Ok(observed.decoded_rows(&ids, settings.mask))
-}
-
-/// VMI's objectives ([`InversionObjective`]): per-sample sums with every position, batch
-/// means over the real positions with `real`.
-fn objective(
-    hidden: Tensor<3>,
-    target: Tensor<3>,
-    real: Option<Tensor<3>>,
-    objective: InversionObjective,
-    [b, s, d]: [usize; 3],
-) -> Tensor<1> {
-    match real {
-        None => match objective {
-            InversionObjective::Mse => (hidden - target)
-                .powi_scalar(2)
-                .sum()
-                .div_scalar((s * d) as f64),
-            InversionObjective::CrossEntropy => (log_softmax(hidden, 1) * target)
-                .sum()
-                .div_scalar(-(d as f64)),
-        },
-        Some(real) => {
-            let real = Tensor::from_inner(real);
-            match objective {
-                InversionObjective::Mse => ((hidden - target) * real).powi_scalar(2).mean(),
-                InversionObjective::CrossEntropy => (log_softmax(hidden, 1) * target * real)
-                    .sum()
-                    .div_scalar(-((b * d) as f64)),
-            }
-        }
-    }
-}
-
-/// For each position of `[b, s, width]`, the vocabulary row of highest cosine similarity.
-pub(super) fn nearest_tokens(words: Tensor<3>, vocabulary: Tensor<2>) -> Vec<u32> {
-    let [b, s, width] = words.dims();
-    let unit = |x: Tensor<2>| {
-        let norms = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
-        x / norms
-    };
-    let w = unit(words.reshape([b * s, width]));
-    let e = unit(vocabulary);
-    let vocab = e.dims()[0];
-    argmax_last(w.matmul(e.transpose()).reshape([b, s, vocab]))
 }
