@@ -45,14 +45,26 @@ pub fn assets_dir() -> PathBuf {
 
 /// [`assets_dir`] with the environment given as a lookup function.
 fn assets_dir_from(var: impl Fn(&str) -> Option<OsString>) -> PathBuf {
-    let var = |key| var(key).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(dir) = var(ASSETS_DIR_ENV) {
+    let set = |key| var(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = set(ASSETS_DIR_ENV) {
         return dir;
     }
-    let cache = var("XDG_CACHE_HOME")
+    cache_root_from(var).join("assets")
+}
+
+/// splitlm's own cache directory, under which the assets and what attacks train are kept:
+/// `$XDG_CACHE_HOME/splitlm`, else `$HOME/.cache/splitlm` (empty variables count as unset;
+/// with neither, `<temp dir>/splitlm`).
+pub fn cache_root() -> PathBuf {
+    cache_root_from(|key| std::env::var_os(key))
+}
+
+fn cache_root_from(var: impl Fn(&str) -> Option<OsString>) -> PathBuf {
+    let var = |key| var(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+    var("XDG_CACHE_HOME")
         .or_else(|| var("HOME").map(|home| home.join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    cache.join("splitlm").join("assets")
+        .unwrap_or_else(std::env::temp_dir)
+        .join("splitlm")
 }
 
 /// The asset's directory if it is present and verified; cheap (reads the marker and

@@ -7,6 +7,7 @@ use splitlm_nn::{Labels, TokenBatch};
 use splitlm_zoo::AnyModel;
 
 use crate::bisr::{BisrSettings, bisr};
+use crate::cache::ArtifactCache;
 use crate::completion::{CompletionSettings, model_completion};
 use crate::inversion::{Recovered, RwiSettings, VmiSettings, rwi, vmi};
 use crate::label::{
@@ -132,6 +133,25 @@ pub enum Inferred {
     Labels(Vec<LabelGuess>),
 }
 
+/// What an attack run produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attacked {
+    /// What it inferred.
+    pub inferred: Inferred,
+    /// How it got there, for records, where an attack has something to say (BiSR: whether
+    /// its inverter came from the cache).
+    pub details: Option<serde_json::Value>,
+}
+
+impl From<Inferred> for Attacked {
+    fn from(inferred: Inferred) -> Self {
+        Self {
+            inferred,
+            details: None,
+        }
+    }
+}
+
 /// An attack of the model party.
 pub trait Attack {
     /// Its name in records.
@@ -146,7 +166,7 @@ pub trait Attack {
         view: &AttackerView,
         prior: &Prior,
         device: &Device,
-    ) -> Result<Inferred, AttackError>;
+    ) -> Result<Attacked, AttackError>;
 }
 
 /// One attack's settings: one `[[attacks]]` table per attack in a run's TOML. Defaults are the
@@ -178,9 +198,21 @@ pub enum AttackConfig {
 pub struct NoSettings {}
 
 impl AttackConfig {
-    /// The attack.
+    /// The attack, training whatever it learns afresh in every run.
     pub fn build(&self) -> Box<dyn Attack> {
-        Box::new(Configured(self.clone()))
+        Box::new(Configured {
+            config: self.clone(),
+            cache: None,
+        })
+    }
+
+    /// The attack, keeping what it learns in `cache` and reusing it when every input it was
+    /// learned from is the same (BiSR's inverter).
+    pub fn build_cached(&self, cache: ArtifactCache) -> Box<dyn Attack> {
+        Box::new(Configured {
+            config: self.clone(),
+            cache: Some(cache),
+        })
     }
 
     /// Its name in records.
@@ -237,19 +269,22 @@ impl AttackConfig {
     }
 }
 
-struct Configured(AttackConfig);
+struct Configured {
+    config: AttackConfig,
+    cache: Option<ArtifactCache>,
+}
 
 impl Attack for Configured {
     fn name(&self) -> &'static str {
-        self.0.name()
+        self.config.name()
     }
 
     fn kind(&self) -> AttackKind {
-        self.0.kind()
+        self.config.kind()
     }
 
     fn params(&self) -> serde_json::Value {
-        serde_json::to_value(&self.0).unwrap_or_default()
+        serde_json::to_value(&self.config).unwrap_or_default()
     }
 
     fn run(
@@ -257,9 +292,9 @@ impl Attack for Configured {
         view: &AttackerView,
         prior: &Prior,
         device: &Device,
-    ) -> Result<Inferred, AttackError> {
-        self.0.validate()?;
-        Ok(match &self.0 {
+    ) -> Result<Attacked, AttackError> {
+        self.config.validate()?;
+        let inferred = match &self.config {
             AttackConfig::Vmi(s) => Inferred::Tokens(vmi(view, prior.head("vmi")?, s, device)?),
             AttackConfig::Rwi(s) => Inferred::Tokens(rwi(view, prior.head("rwi")?, s, device)?),
             AttackConfig::Bli(s) => Inferred::Labels(bli(view, prior, s, device)?),
@@ -274,11 +309,18 @@ impl Attack for Configured {
                 Inferred::Labels(direction_scoring(view, known)?)
             }
             AttackConfig::Dls(s) => Inferred::Labels(direct_label_scoring(view, s)?),
-            AttackConfig::Bisr(s) => Inferred::Tokens(bisr(view, prior, s, device)?),
+            AttackConfig::Bisr(s) => {
+                let run = bisr(view, prior, s, self.cache.as_ref(), device)?;
+                return Ok(Attacked {
+                    inferred: Inferred::Tokens(run.recovered),
+                    details: Some(serde_json::json!({ "inverter": run.inverter })),
+                });
+            }
             AttackConfig::ModelCompletion(s) => {
                 Inferred::Labels(model_completion(view, prior, s, device)?)
             }
-        })
+        };
+        Ok(inferred.into())
     }
 }
 

@@ -24,20 +24,24 @@
 //! reference reloads it and leaves it in training mode, so dropout stays on, l.379–380); and
 //! phase 2 works on whole observed batches, each row its own problem, like [`crate::vmi`].
 //!
-//! The trained inverter is not cached between runs: each call trains it afresh (it depends on
-//! the head's weights, the cut and the auxiliary data; a cache keyed by their digest is left
-//! for later).
+//! Given an [`ArtifactCache`], the trained inverter is kept there under the digest of
+//! everything phase 1 reads (`bisr::cache`), and later runs on the same head, auxiliary data
+//! and settings load it instead of training it again.
 
 mod backward;
+mod cache;
 mod forward;
 mod inverter;
 mod noise;
 mod training;
 
+use std::time::Instant;
+
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use splitlm_nn::seeded::SplitMix64;
 
+use crate::cache::{ArtifactCache, CacheKey};
 use crate::inversion::{InversionMask, InversionObjective, Recovered, argmax_last};
 use crate::{AttackError, AttackerView, Prior};
 
@@ -242,16 +246,38 @@ fn fail(reason: impl Into<String>) -> AttackError {
     }
 }
 
+/// Where a run's inverter came from, for its record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InverterSource {
+    /// Its cache key: the digest of the head, the auxiliary data and phase 1's settings.
+    pub key: CacheKey,
+    /// Loaded from the cache (else trained in this run).
+    pub cached: bool,
+    /// Seconds spent training or loading it.
+    pub seconds: f64,
+}
+
+/// What a BiSR run recovered, and where its inverter came from.
+#[derive(Debug, Clone)]
+pub struct BisrRun {
+    /// One per observed sample, like [`crate::vmi`].
+    pub recovered: Vec<Recovered>,
+    /// The inverter's provenance.
+    pub inverter: InverterSource,
+}
+
 /// Runs BiSR on every observed step: trains the NaMoE on `prior.auxiliary` through
-/// `prior.head`, then refines its reading of each step as `settings.mode` says. One
-/// [`Recovered`] per observed sample, like [`crate::vmi`] (every padded position with
-/// [`InversionMask::None`], the real ones with [`InversionMask::Real`]).
+/// `prior.head` (or loads it from `cache`, where it is stored after training), then refines
+/// its reading of each step as `settings.mode` says. One [`Recovered`] per observed sample,
+/// like [`crate::vmi`] (every padded position with [`InversionMask::None`], the real ones with
+/// [`InversionMask::Real`]).
 pub fn bisr(
     view: &AttackerView,
     prior: &Prior,
     settings: &BisrSettings,
+    cache: Option<&ArtifactCache>,
     device: &Device,
-) -> Result<Vec<Recovered>, AttackError> {
+) -> Result<BisrRun, AttackError> {
     settings.validate()?;
     let head = prior
         .head
@@ -275,8 +301,34 @@ pub fn bisr(
         .word_embeddings()
         .ok_or_else(|| fail("the white-box head holds no embeddings"))?
         .inner();
-    let mut rng = SplitMix64::new(settings.seed);
-    let inverter = training::train(&head, &vocabulary, &auxiliary.batches, settings, &mut rng)?;
+    let started = Instant::now();
+    let key = cache::key(&head, &auxiliary.batches, settings);
+    let shape = training::shape(&head, &vocabulary, settings)?;
+    let cached = cache.and_then(|c| {
+        cache::load(
+            c,
+            &key,
+            shape,
+            settings.gate_attention,
+            &vocabulary.device(),
+        )
+    });
+    let inverter = match &cached {
+        Some(moe) => moe.clone(),
+        None => {
+            let mut rng = SplitMix64::new(settings.seed);
+            let moe = training::train(&head, &vocabulary, &auxiliary.batches, settings, &mut rng)?;
+            if let Some(c) = cache {
+                cache::store(c, &key, &moe);
+            }
+            moe
+        }
+    };
+    let source = InverterSource {
+        key,
+        cached: cached.is_some(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
     let mut recovered = Vec::new();
     for o in &view.observations {
         let observed = forward::Observed::of(o)?;
@@ -296,7 +348,10 @@ pub fn bisr(
         };
         recovered.extend(tokens);
     }
-    Ok(recovered)
+    Ok(BisrRun {
+        recovered,
+        inverter: source,
+    })
 }
 
 /// The vocabulary rows of `ids` (`b·s` of them), as `[b, s, width]`.

@@ -11,6 +11,7 @@
 mod attack;
 mod bisr;
 mod bli;
+mod cache;
 mod completion;
 mod inversion;
 mod label;
@@ -18,11 +19,14 @@ mod optimise;
 pub mod score;
 
 pub use attack::{
-    Attack, AttackConfig, AttackKind, Auxiliary, HeadVersion, Inferred, NoSettings, Prior,
-    Surrogate, WhiteBoxHead,
+    Attack, AttackConfig, AttackKind, Attacked, Auxiliary, HeadVersion, Inferred, NoSettings,
+    Prior, Surrogate, WhiteBoxHead,
 };
-pub use bisr::{BisrMode, BisrSettings, GateAttention, GateStage, NoiseSite, bisr};
+pub use bisr::{
+    BisrMode, BisrRun, BisrSettings, GateAttention, GateStage, InverterSource, NoiseSite, bisr,
+};
 pub use bli::{BliObjective, BliSettings, bli, bli_dummy_labels};
+pub use cache::{ArtifactCache, CacheKey};
 pub use completion::{CompletionSettings, PredictFrom, fresh_task_head, model_completion};
 pub use inversion::{
     InversionMask, InversionObjective, Recovered, RwiSettings, VmiObjective, VmiSettings, rwi,

@@ -5,10 +5,11 @@
 
 use std::time::Instant;
 
+use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use splitlm_attacks::{
-    AttackConfig, AttackerView, Auxiliary, BisrSettings, HeadVersion, InversionMask,
-    InversionObjective, Prior, VmiSettings, bisr, token_precision_recall, vmi,
+    ArtifactCache, AttackConfig, AttackerView, Auxiliary, BisrSettings, HeadVersion, InversionMask,
+    InversionObjective, Prior, VmiSettings, WhiteBoxHead, bisr, token_precision_recall, vmi,
 };
 use splitlm_device::DeviceSpec;
 use splitlm_nn::seeded::SplitMix64;
@@ -179,7 +180,9 @@ fn the_forward_phase_beats_vmi_from_zeros_through_two_blocks() {
     );
     let settings = quick("forward", 1.0);
     let started = Instant::now();
-    let recovered = bisr(&run.view, &run.prior, &settings, &device).unwrap();
+    let recovered = bisr(&run.view, &run.prior, &settings, None, &device)
+        .unwrap()
+        .recovered;
     let seconds = started.elapsed().as_secs_f64();
     let ours = mean_recall(&run.truth, &recovered);
     eprintln!(
@@ -203,7 +206,9 @@ fn backward_matching_alone_recovers_tokens_in_head_tail() {
         ..quick("backward", 1.0)
     };
     let started = Instant::now();
-    let recovered = bisr(&run.view, &run.prior, &settings, &cpu()).unwrap();
+    let recovered = bisr(&run.view, &run.prior, &settings, None, &cpu())
+        .unwrap()
+        .recovered;
     let seconds = started.elapsed().as_secs_f64();
     let recall = mean_recall(&run.truth, &recovered);
     let untrained = mean_recall(
@@ -216,9 +221,11 @@ fn backward_matching_alone_recovers_tokens_in_head_tail() {
                 lr: 1e-9,
                 ..with_mode(&settings, "forward")
             },
+            None,
             &cpu(),
         )
-        .unwrap(),
+        .unwrap()
+        .recovered,
     );
     eprintln!(
         "Head–Tail n_head 2, backward only: recall {recall:.3} (untrained inverter alone \
@@ -241,7 +248,9 @@ fn backward_matching_through_the_tail_in_head_body_tail() {
         ..quick("backward", 1.0)
     };
     let started = Instant::now();
-    let recovered = bisr(&run.view, &run.prior, &settings, &cpu()).unwrap();
+    let recovered = bisr(&run.view, &run.prior, &settings, None, &cpu())
+        .unwrap()
+        .recovered;
     let recall = mean_recall(&run.truth, &recovered);
     eprintln!(
         "Head–Body–Tail 1/1, backward only: recall {recall:.3} ({:.1} s)",
@@ -259,13 +268,17 @@ fn both_directions_run_and_a_missing_prior_is_named() {
         backward_steps: 20,
         ..quick("both", 0.1)
     };
-    let both = bisr(&run.view, &run.prior, &settings, &device).unwrap();
+    let both = bisr(&run.view, &run.prior, &settings, None, &device)
+        .unwrap()
+        .recovered;
     let recall = mean_recall(&run.truth, &both);
     eprintln!("Head–Tail n_head 1, both: recall {recall:.3}");
     assert!(recall >= 0.7, "{recall}");
     // Seeded: the same settings, the same tokens; another seed, another inverter.
     assert_eq!(
-        bisr(&run.view, &run.prior, &settings, &device).unwrap(),
+        bisr(&run.view, &run.prior, &settings, None, &device)
+            .unwrap()
+            .recovered,
         both
     );
 
@@ -294,7 +307,7 @@ fn both_directions_run_and_a_missing_prior_is_named() {
         expert_scales: vec![],
         ..settings
     };
-    let err = bisr(&run.view, &run.prior, &bad, &device)
+    let err = bisr(&run.view, &run.prior, &bad, None, &device)
         .unwrap_err()
         .to_string();
     assert!(err.contains("expert_scales"), "{err}");
@@ -302,4 +315,105 @@ fn both_directions_run_and_a_missing_prior_is_named() {
     let parsed: AttackConfig = serde_json::from_str(r#"{"kind": "bisr"}"#).unwrap();
     assert_eq!(parsed, AttackConfig::Bisr(BisrSettings::default()));
     assert!(serde_json::from_str::<AttackConfig>(r#"{"kind": "bisr", "epochz": 1}"#).is_err());
+}
+
+/// Adds a small constant to every weight, as a step of fine-tuning would change them.
+struct Nudge;
+
+impl ModuleMapper for Nudge {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|t| t.add_scalar(1e-3))
+    }
+}
+
+#[test]
+fn the_inverter_is_cached_under_everything_it_depends_on() {
+    let run = split_run(Partition::head_tail(1));
+    let device = cpu();
+    let dir = std::env::temp_dir().join(format!("splitlm-bisr-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = ArtifactCache::new(&dir);
+    let settings = BisrSettings {
+        steps: 5,
+        ..quick("forward", 0.1)
+    };
+    let attack = |prior: &Prior, settings: &BisrSettings| {
+        bisr(&run.view, prior, settings, Some(&cache), &device).unwrap()
+    };
+    let trained = attack(&run.prior, &settings);
+    assert!(!trained.inverter.cached);
+    let path = cache.path("bisr-inverter", &trained.inverter.key);
+    assert!(path.is_file(), "{}", path.display());
+    let uncached = bisr(&run.view, &run.prior, &settings, None, &device).unwrap();
+    assert_eq!(uncached.recovered, trained.recovered);
+
+    // The same head, auxiliary data and settings: loaded, and the same tokens recovered.
+    let again = attack(&run.prior, &settings);
+    assert!(again.inverter.cached);
+    assert_eq!(again.inverter.key, trained.inverter.key);
+    assert_eq!(again.recovered, trained.recovered);
+    // Phase 2 alone changes nothing phase 1 learned.
+    let longer = attack(
+        &run.prior,
+        &BisrSettings {
+            steps: 6,
+            ..settings.clone()
+        },
+    );
+    assert!(longer.inverter.cached);
+
+    // Any input of phase 1 changed names another inverter: the head's weights (fine-tuning),
+    // its cut, the auxiliary data, the training settings.
+    let head = &run.prior.head.as_ref().unwrap().model;
+    let tuned = Prior {
+        head: Some(WhiteBoxHead {
+            model: head.clone().map(&mut Nudge),
+            version: HeadVersion::FineTuned,
+        }),
+        ..run.prior.clone()
+    };
+    let deeper = split_run(Partition::head_tail(2));
+    let mut fewer = run.prior.clone();
+    fewer.auxiliary.as_mut().unwrap().batches.pop();
+    let other_seed = BisrSettings {
+        seed: 1,
+        ..settings.clone()
+    };
+    for (what, other) in [
+        ("fine-tuned head", attack(&tuned, &settings)),
+        ("deeper cut", {
+            bisr(
+                &deeper.view,
+                &deeper.prior,
+                &settings,
+                Some(&cache),
+                &device,
+            )
+            .unwrap()
+        }),
+        ("auxiliary data", attack(&fewer, &settings)),
+        ("seed", attack(&run.prior, &other_seed)),
+    ] {
+        assert!(!other.inverter.cached, "{what}");
+        assert_ne!(other.inverter.key, trained.inverter.key, "{what}");
+    }
+
+    // A damaged entry is ignored, retrained and replaced, never trusted.
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let repaired = attack(&run.prior, &settings);
+    assert!(!repaired.inverter.cached);
+    assert_eq!(repaired.recovered, trained.recovered);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    assert!(attack(&run.prior, &settings).inverter.cached);
+
+    // Through the attack interface, the record's details say where the inverter came from.
+    let attacked = AttackConfig::Bisr(settings)
+        .build_cached(cache.clone())
+        .run(&run.view, &run.prior, &device)
+        .unwrap();
+    let details = attacked.details.unwrap();
+    assert_eq!(details["inverter"]["cached"], true, "{details}");
+    assert_eq!(details["inverter"]["key"], trained.inverter.key.as_str());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

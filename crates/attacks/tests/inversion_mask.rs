@@ -56,7 +56,7 @@ fn observed() -> (AttackerView, Prior, TokenBatch, Device) {
 }
 
 fn recover(config: AttackConfig, view: &AttackerView, prior: &Prior, d: &Device) -> Vec<Recovered> {
-    match config.build().run(view, prior, d).unwrap() {
+    match config.build().run(view, prior, d).unwrap().inferred {
         Inferred::Tokens(tokens) => tokens,
         other => panic!("{other:?}"),
     }

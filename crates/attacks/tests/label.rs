@@ -78,7 +78,7 @@ fn observe_head_tail(
 }
 
 fn recovered(config: &AttackConfig, view: &AttackerView, prior: &Prior) -> Vec<usize> {
-    match config.build().run(view, prior, &cpu()).unwrap() {
+    match config.build().run(view, prior, &cpu()).unwrap().inferred {
         splitlm_attacks::Inferred::Labels(guesses) => guesses.iter().map(|g| g.label).collect(),
         other => panic!("{other:?}"),
     }
@@ -197,7 +197,7 @@ fn ns_separates_the_classes_of_a_binary_task_once_the_model_leans_and_ds_at_once
             labels: truths[step].clone(),
             ..Truth::default()
         };
-        let inferred = attack.build().run(&one, &prior, &device).unwrap();
+        let inferred = attack.build().run(&one, &prior, &device).unwrap().inferred;
         match score::score(attack.name(), &inferred, &truth, |_| String::new()).unwrap() {
             score::AttackScores::Labels(s) => s.auc.unwrap(),
             other => panic!("{other:?}"),

@@ -51,6 +51,8 @@ pub struct AttackOutcome {
     pub seconds: f64,
     /// What it ran on.
     pub target: AttackTarget,
+    /// What the attack says of how it got there (BiSR: where its inverter came from).
+    pub details: Option<serde_json::Value>,
 }
 
 impl AttackOutcome {
@@ -80,6 +82,7 @@ impl AttackOutcome {
             attack_seconds: self.seconds,
             seconds_per_sample: self.seconds / samples.max(1) as f64,
             target: Some(self.target.clone()),
+            details: self.details.clone(),
         }
     }
 
@@ -193,17 +196,21 @@ pub fn mount(
             ),
         };
         let started = Instant::now();
-        let inferred = attack
-            .build()
+        let built = match attacker.artifact_cache() {
+            Some(cache) => attack.build_cached(cache),
+            None => attack.build(),
+        };
+        let attacked = built
             .run(view, &prior, &device)
             .with_context(|| format!("attack {}", attack.name()))?;
         let seconds = started.elapsed().as_secs_f64();
-        let scores = score::score(attack.name(), &inferred, truth, decode)?;
+        let scores = score::score(attack.name(), &attacked.inferred, truth, decode)?;
         outcomes.push(AttackOutcome {
             config: attack.clone(),
             scores,
             seconds,
             target,
+            details: attacked.details,
         });
     }
     let described = PriorRecord {

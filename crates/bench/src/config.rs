@@ -97,6 +97,25 @@ pub struct AttackerConfig {
     /// reference's BiSR fallback (BiSR.py l.150-153). Drawn at random with the run's seed, as
     /// model completion draws them (ModelCompletion_LLM.py l.184-191).
     pub auxiliary_samples: Option<usize>,
+    /// Keep what attacks learn (BiSR's inverter) and reuse it when every input it was learned
+    /// from is the same: the white-box head's weights, the auxiliary data, the settings (the
+    /// reference caches its inverter too, by dataset and model type only).
+    pub cache: bool,
+    /// Where (absent: `attacks/` in splitlm's cache, `~/.cache/splitlm/attacks`).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl AttackerConfig {
+    /// The attacks' cache, unless `cache = false`.
+    pub fn artifact_cache(&self) -> Option<splitlm_attacks::ArtifactCache> {
+        self.cache.then(|| {
+            splitlm_attacks::ArtifactCache::new(
+                self.cache_dir
+                    .clone()
+                    .unwrap_or_else(|| splitlm_assets::cache_root().join("attacks")),
+            )
+        })
+    }
 }
 
 impl Default for AttackerConfig {
@@ -113,6 +132,8 @@ impl Default for AttackerConfig {
             positive_is_minority: false,
             device: None,
             auxiliary_samples: None,
+            cache: true,
+            cache_dir: None,
         }
     }
 }

@@ -260,6 +260,10 @@ pub struct AttackRecord {
     /// What the attack ran on (absent in records written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<AttackTarget>,
+    /// How the attack got there, where it says (BiSR: `{"inverter": {"key", "cached",
+    /// "seconds"}}`, whether its inverter was loaded from the attack cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// An evaluation.

@@ -14,7 +14,7 @@ use plotters::prelude::*;
 use crate::defense_scores::{c_dcs, dcs, t_dcs};
 use splitlm_attacks::score::AttackScores;
 
-use crate::records::{Record, TrainRecord};
+use crate::records::{AttackRecord, Record, TrainRecord};
 
 /// The weight of MP loss against attack success in the DCS (the reference's β).
 pub const BETA: f64 = 0.5;
@@ -93,6 +93,13 @@ pub fn build(records: &[Record], experiment: Option<&str>) -> Result<Report> {
         .map(|s| latest[s])
         .rfind(|r| undefended(r))
         .map(|r| r.mp);
+    let runs: Vec<&str> = order.iter().map(|s| latest[s].run_id.as_str()).collect();
+    let label = attack_labels(
+        records
+            .iter()
+            .filter_map(Record::as_attack)
+            .filter(|r| !r.run_id.is_empty() && runs.contains(&r.run_id.as_str())),
+    );
     let mut rows = Vec::new();
     for setting in order {
         let train = latest[&setting];
@@ -105,7 +112,7 @@ pub fn build(records: &[Record], experiment: Option<&str>) -> Result<Report> {
             .filter_map(Record::as_attack)
             .filter(|r| !train.run_id.is_empty() && r.run_id == train.run_id)
             .map(|r| AttackCell {
-                name: r.attack.name.clone(),
+                name: label(r),
                 kind: r.attack.kind.name().to_string(),
                 ap: r.ap,
                 precision: match r.attack_scores {
@@ -141,6 +148,43 @@ pub fn build(records: &[Record], experiment: Option<&str>) -> Result<Report> {
         baseline_mp,
         rows,
     })
+}
+
+/// Column names for `attacks`: an attack's name, or, where the experiment runs one attack with
+/// several settings, its name followed by the settings that tell them apart
+/// (`vmi objective=mse`).
+fn attack_labels<'a>(
+    attacks: impl Iterator<Item = &'a AttackRecord>,
+) -> impl Fn(&AttackRecord) -> String {
+    let settings = |r: &AttackRecord| match serde_json::to_value(&r.attack.params) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let mut variants: BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>> =
+        BTreeMap::new();
+    for r in attacks {
+        let found = variants.entry(r.attack.name.clone()).or_default();
+        let these = settings(r);
+        if !found.contains(&these) {
+            found.push(these);
+        }
+    }
+    move |r: &AttackRecord| {
+        let name = r.attack.name.clone();
+        let Some(all) = variants.get(&name).filter(|v| v.len() > 1) else {
+            return name;
+        };
+        let these = settings(r);
+        let differing: Vec<String> = these
+            .iter()
+            .filter(|(key, value)| all.iter().any(|other| other.get(*key) != Some(*value)))
+            .map(|(key, value)| match value {
+                serde_json::Value::String(text) => format!("{key}={text}"),
+                other => format!("{key}={other}"),
+            })
+            .collect();
+        format!("{name} {}", differing.join(" "))
+    }
 }
 
 impl Report {
@@ -414,6 +458,35 @@ mod tests {
             attack("2", "rwi", "inversion", 0.4),
             record(json!({"job": "train", "name": "other", "run_id": "3", "mp": 0.1})),
         ]
+    }
+
+    #[test]
+    fn one_attack_with_several_settings_gets_a_column_per_setting() {
+        let vmi = |run: &str, objective: &str, ap: f64| {
+            record(
+                json!({"job": "attack", "name": "exp", "run_id": run, "ap": ap,
+               "attack": {"name": "vmi", "kind": "inversion",
+                          "params": {"kind": "vmi", "objective": objective}}}),
+            )
+        };
+        let records = vec![
+            train("1", "none", json!([]), 0.8),
+            vmi("1", "cross_entropy", 0.1),
+            vmi("1", "mse", 0.7),
+            attack("1", "rwi", "inversion", 0.5),
+        ];
+        let report = build(&records, Some("exp")).unwrap();
+        let names: Vec<&str> = report.rows[0]
+            .attacks
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["vmi objective=cross_entropy", "vmi objective=mse", "rwi"]
+        );
+        let table = report.table();
+        assert!(table.contains("vmi objective=mse AP"), "{table}");
     }
 
     #[test]

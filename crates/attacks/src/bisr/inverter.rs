@@ -63,6 +63,50 @@ impl Dropout<'_> {
     }
 }
 
+/// How a parameter starts.
+enum Init {
+    /// U(±bound).
+    Uniform(f64),
+    Zeros,
+}
+
+/// Every parameter's shape and initialisation, in the order of [`NaMoE::params`]: per expert
+/// its GRU's input weights and bias and hidden weights and bias; the gate's input Linear, its
+/// attention's query, key, value and output projections and its output Linear; the shared
+/// output Linear.
+fn layout(shape: Shape) -> Vec<([usize; 2], Init)> {
+    let Shape {
+        width: d,
+        hidden: h,
+        experts,
+        vocab,
+        ..
+    } = shape;
+    let gru = 1.0 / (h as f64).sqrt();
+    let linear_in = 1.0 / (d as f64).sqrt();
+    let xavier = (6.0 / (4 * h) as f64).sqrt();
+    let mut layout = Vec::new();
+    for _ in 0..experts {
+        layout.push(([d, 3 * h], Init::Uniform(gru)));
+        layout.push(([1, 3 * h], Init::Uniform(gru)));
+        layout.push(([h, 3 * h], Init::Uniform(gru)));
+        layout.push(([1, 3 * h], Init::Uniform(gru)));
+    }
+    layout.push(([d, h], Init::Uniform(linear_in)));
+    layout.push(([1, h], Init::Uniform(linear_in)));
+    for _ in 0..3 {
+        layout.push(([h, h], Init::Uniform(xavier)));
+        layout.push(([1, h], Init::Zeros));
+    }
+    layout.push(([h, h], Init::Uniform(gru)));
+    layout.push(([1, h], Init::Zeros));
+    layout.push(([h, experts], Init::Uniform(gru)));
+    layout.push(([1, experts], Init::Uniform(gru)));
+    layout.push(([h, vocab], Init::Uniform(gru)));
+    layout.push(([1, vocab], Init::Uniform(gru)));
+    layout
+}
+
 /// The NaMoE: its shape and parameters (all `[rows, cols]`, biases `[1, n]`).
 #[derive(Clone)]
 pub(super) struct NaMoE {
@@ -73,57 +117,63 @@ pub(super) struct NaMoE {
 }
 
 impl NaMoE {
-    /// PyTorch's initialisations, drawn from `rng`: GRU weights and biases U(±1/√hidden);
-    /// Linear weights and biases U(±1/√in); the attention's input projections Xavier-uniform
-    /// over the packed `[3·hidden, hidden]` matrix with zero biases, its output projection
-    /// U(±1/√hidden) with a zero bias.
+    /// PyTorch's initialisations, drawn from `rng` in [`layout`]'s order: GRU weights and
+    /// biases U(±1/√hidden); Linear weights and biases U(±1/√in); the attention's input
+    /// projections Xavier-uniform over the packed `[3·hidden, hidden]` matrix with zero biases,
+    /// its output projection U(±1/√hidden) with a zero bias.
     pub fn new(
         shape: Shape,
         attention: GateAttention,
         rng: &mut SplitMix64,
         device: &Device,
     ) -> Self {
-        let Shape {
-            width: d,
-            hidden: h,
-            experts,
-            vocab,
-            ..
-        } = shape;
-        let mut uniform = |dims: [usize; 2], bound: f64| {
-            let values: Vec<f32> = (0..dims[0] * dims[1])
-                .map(|_| ((2.0 * rng.uniform() - 1.0) * bound) as f32)
-                .collect();
-            Tensor::<2>::from_data(TensorData::new(values, dims), device)
-        };
-        let zeros = |n: usize| Tensor::<2>::zeros([1, n], device);
-        let mut params = Vec::new();
-        let gru = 1.0 / (h as f64).sqrt();
-        for _ in 0..experts {
-            params.push(uniform([d, 3 * h], gru));
-            params.push(uniform([1, 3 * h], gru));
-            params.push(uniform([h, 3 * h], gru));
-            params.push(uniform([1, 3 * h], gru));
-        }
-        let linear_in = 1.0 / (d as f64).sqrt();
-        params.push(uniform([d, h], linear_in));
-        params.push(uniform([1, h], linear_in));
-        let xavier = (6.0 / (4 * h) as f64).sqrt();
-        for _ in 0..3 {
-            params.push(uniform([h, h], xavier));
-            params.push(zeros(h));
-        }
-        params.push(uniform([h, h], gru));
-        params.push(zeros(h));
-        params.push(uniform([h, experts], gru));
-        params.push(uniform([1, experts], gru));
-        params.push(uniform([h, vocab], gru));
-        params.push(uniform([1, vocab], gru));
+        let params = layout(shape)
+            .into_iter()
+            .map(|(dims, init)| match init {
+                Init::Uniform(bound) => {
+                    let values: Vec<f32> = (0..dims[0] * dims[1])
+                        .map(|_| ((2.0 * rng.uniform() - 1.0) * bound) as f32)
+                        .collect();
+                    Tensor::<2>::from_data(TensorData::new(values, dims), device)
+                }
+                Init::Zeros => Tensor::<2>::zeros(dims, device),
+            })
+            .collect();
         Self {
             shape,
             attention,
             params,
         }
+    }
+
+    /// A NaMoE of `shape` with these parameters (a cached one), refused unless their number
+    /// and shapes are [`layout`]'s.
+    pub fn with_params(
+        shape: Shape,
+        attention: GateAttention,
+        params: Vec<Tensor<2>>,
+    ) -> Result<Self, String> {
+        let expected = layout(shape);
+        if params.len() != expected.len() {
+            return Err(format!(
+                "{} parameter tensors where the NaMoE has {}",
+                params.len(),
+                expected.len()
+            ));
+        }
+        for (i, (p, (dims, _))) in params.iter().zip(&expected).enumerate() {
+            if p.dims() != *dims {
+                return Err(format!(
+                    "parameter {i} is {:?} where the NaMoE's is {dims:?}",
+                    p.dims()
+                ));
+            }
+        }
+        Ok(Self {
+            shape,
+            attention,
+            params,
+        })
     }
 
     /// The parameters of the experts.

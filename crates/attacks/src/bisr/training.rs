@@ -46,22 +46,8 @@ pub(super) fn train(
     settings: &BisrSettings,
     rng: &mut SplitMix64,
 ) -> Result<NaMoE, AttackError> {
-    let [vocab, width] = vocabulary.dims();
-    let inner = vocabulary.device();
-    let shape = Shape {
-        width: head.hidden_size(),
-        hidden: settings.hidden_size,
-        experts: settings.expert_scales.len(),
-        heads: settings.gate_heads,
-        vocab,
-    };
-    if shape.width != width {
-        return Err(fail(format!(
-            "the head's embeddings are {width} wide but its blocks {}: the dχ noise snaps \
-             activations to embeddings, which needs one width",
-            shape.width
-        )));
-    }
+    let shape = shape(head, vocabulary, settings)?;
+    let (vocab, inner) = (shape.vocab, vocabulary.device());
     let mut examples = Vec::with_capacity(batches.len());
     for (i, (batch, _)) in batches.iter().enumerate() {
         examples.push(example(head, batch, vocab, settings.noise_site, i)?);
@@ -131,6 +117,30 @@ pub(super) fn train(
         }
     }
     Ok(moe)
+}
+
+/// The shape of the NaMoE that reads `head`'s outputs.
+pub(super) fn shape(
+    head: &AnyModel,
+    vocabulary: &Tensor<2>,
+    settings: &BisrSettings,
+) -> Result<Shape, AttackError> {
+    let [vocab, width] = vocabulary.dims();
+    let shape = Shape {
+        width: head.hidden_size(),
+        hidden: settings.hidden_size,
+        experts: settings.expert_scales.len(),
+        heads: settings.gate_heads,
+        vocab,
+    };
+    if shape.width != width {
+        return Err(fail(format!(
+            "the head's embeddings are {width} wide but its blocks {}: the dχ noise snaps \
+             activations to embeddings, which needs one width",
+            shape.width
+        )));
+    }
+    Ok(shape)
 }
 
 /// One auxiliary batch checked against the vocabulary and moved to the head's device.
