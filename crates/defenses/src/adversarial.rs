@@ -25,36 +25,63 @@
 //! arrives, before the tail (l.1044–1051), and learns from the task loss plus
 //! `ε·λ·distance` (l.808–810, 1260–1285). The gradient sent back to the model party is that of
 //! the task loss alone, as in the reference (l.464, 474: the term joins after the gradient is
-//! taken): the distance is computed on the arrival detached. The reference's tail also trains
-//! an imagined *label* adversary on the gradient sent back (l.791–807); its loss reaches no
-//! weight but its own (the gradient it reads is a detached leaf), so it changes nothing that
-//! crosses or trains. It needs the labels, which the [`crate::Defense`] hooks do not give, and
-//! is not built here.
+//! taken): the distance is computed on the arrival detached.
 //!
-//! Both modules are the reference's per-token MLPs (`Mapping_MLP3_noflatten`,
-//! `ImaginedAdversary_MLP3_noflatten`, the configurations' choice for causal LMs:
-//! configs/llm_configs/with_mia_and_defense/2-slice/codealpaca_at.json). Deviations: the
-//! flattening variants (`Mapping_MLP3`, `ImaginedAdversary_MLP3`, whose widths are
-//! `seq_length·d` for a fixed padded length, used by the BERT/SST-2 configurations) are not
+//! The tail also trains an imagined *label* adversary `L` on the gradient sent back `g`
+//! (l.789–812; the module and its loss in `label`): `L(g)` predicts the step's labels (one
+//! class per example, or one token per position), the labels reaching the defense through
+//! [`crate::Defense::on_labels`]. The reference adds `−ε·η·attack` to the tail's loss
+//! (`imagined_adversary_attack_eta`, l.810), but that term reaches no weight: `g` comes from
+//! `torch.autograd.grad` without `create_graph` (l.586–592), so `g.requires_grad_(True)` makes
+//! it a leaf with no history, and the tail's update takes the loss's gradient on the tail's
+//! and the mapping's parameters only (l.1268–1286), to which `attack` has no path. `L` alone
+//! learns, from `attack` alone, descending it with its own Adam at `imagined_adversary_lr`
+//! (`adversary_lr`; l.220–221, 1263–1265; the configurations' `tail_imagined_adversary_lr` is
+//! never read). So here `L` reads `g` detached, `g` is sent bit-identical, nothing else sees
+//! `attack`, and η is not a setting. `L` runs in training steps only; the means of its loss
+//! and accuracy before each update are logged every `LABEL_REPORT_EVERY` steps (`log::info!`),
+//! and the last step's kept for the tests; a step it cannot run (labels missing, of a kind
+//! it does not predict, or not matching `g`) is skipped, the first of a run of them logged as a
+//! warning. Deviations: for causal LMs the reference's default class cannot be built (its call,
+//! l.209–214, fits only `ImaginedAdversary_Tail_MLP3_for_generation`); that class's MLP is
+//! built, without its transformer decoder layer (12 heads, dropout 0.1), and it predicts the
+//! next token at each position, weighted as the task's loss weighs it (prompt and padding
+//! out), where the reference reads the unshifted label ids, every position counted. Regression
+//! and span labels are not predicted (their steps are skipped).
+//!
+//! The mappings and the inversion adversary are the reference's per-token MLPs
+//! (`Mapping_MLP3_noflatten`, `ImaginedAdversary_MLP3_noflatten`, the configurations' choice
+//! for causal LMs: configs/llm_configs/with_mia_and_defense/2-slice/codealpaca_at.json).
+//! Deviations: the flattening variants (`Mapping_MLP3`, `ImaginedAdversary_MLP3`, whose widths
+//! are `seq_length·d` for a fixed padded length, used by the BERT/SST-2 configurations) are not
 //! built; the real embeddings are the word embeddings of the input tokens (the reference's
 //! `embedding_output` is that for GPT-2 and Llama, and BERT's whole embedding output, with
 //! positions, token types and LayerNorm, for BERT); the reference's keys without a default
 //! (`lambda`, the two learning rates, `position`) take the defaults listed on
 //! [`AdversarialSettings`].
 
+mod label;
+#[cfg(test)]
+mod label_tests;
 mod loss;
 mod mlp;
+mod params;
 #[cfg(test)]
 mod tests;
 
 use burn::tensor::{Gradients, Int, Tensor};
-use splitlm_nn::TokenBatch;
 use splitlm_nn::seeded::SplitMix64;
+use splitlm_nn::{Labels, TokenBatch};
 
 use crate::{Defense, DefenseEnv, DefenseError, HookContext, Needs};
-use mlp::{Leaves, Mlp3};
+use label::{LabelAdversary, LabelAdversaryStep, LabelSizes};
+use mlp::Mlp3;
+use params::Leaves;
 
 const NAME: &str = "adversarial_training";
+
+/// The label adversary's mean loss and accuracy are logged every this many of its steps.
+const LABEL_REPORT_EVERY: usize = 50;
 
 /// AT's settings; each left out takes the reference's value (party/passive_party.py, the
 /// reference's configurations where its code has no default).
@@ -65,17 +92,17 @@ pub struct AdversarialSettings {
     /// required there; its configurations use 0.001–5; 0.1 is
     /// configs/llm_configs/with_mia_and_lia_and_defense/sst2_ad.json's).
     pub lambda: f64,
-    /// The mapping's hidden width (`adversarial_model_hidden_size`, default 80:
-    /// party/passive_party.py:116–117).
+    /// The mappings' hidden width (`adversarial_model_hidden_size`, default 80:
+    /// party/passive_party.py:116–117), also the tail's class-label adversary's (l.217–218).
     pub mapping_hidden_size: usize,
     /// The mapping's Adam learning rate (`adversarial_model_lr`, required there, 1e-4 in four
     /// of its five AT configurations).
     pub mapping_lr: f64,
     /// The imagined adversary's hidden width (`imagined_adversary_hidden_size`, default 80:
-    /// l.135–136).
+    /// l.135–136), also the tail's token-label adversary's (l.209–214).
     pub adversary_hidden_size: usize,
-    /// The imagined adversary's Adam learning rate (`imagined_adversary_lr`, required there,
-    /// 1e-4 in four of five configurations).
+    /// The imagined adversaries' Adam learning rate (`imagined_adversary_lr`, required there,
+    /// 1e-4 in four of five configurations), the tail's label adversary's too (l.220–221).
     pub adversary_lr: f64,
     /// A mapping on the head's output, trained against the imagined inversion adversary
     /// (`"head"` in the reference's `position`, which its passive party requires, l.113;
@@ -169,6 +196,26 @@ struct TailStep {
     loss: Option<Tensor<1>>,
 }
 
+/// The label adversary's steps since its last report.
+#[derive(Default)]
+struct LabelLog {
+    loss: f64,
+    accuracy: f64,
+    steps: usize,
+}
+
+/// The tail's imagined label adversary and what it did.
+struct TailLabels {
+    sizes: LabelSizes,
+    rng: SplitMix64,
+    adversary: Option<LabelAdversary>,
+    /// The current training step's labels, from [`Defense::on_labels`].
+    labels: Option<Labels>,
+    /// The last training step's outcome.
+    last: Option<Result<LabelAdversaryStep, String>>,
+    log: LabelLog,
+}
+
 /// The defense: the modules (created on first use, when the hidden width is known) and what
 /// the current training step left.
 struct AdversarialTraining {
@@ -181,6 +228,8 @@ struct AdversarialTraining {
     head_mapping: Option<Mlp3>,
     adversary: Option<Mlp3>,
     tail_mapping: Option<Mlp3>,
+    /// The label adversary (with a tail mapping).
+    tail_labels: TailLabels,
     /// The input ids of the current training step, `[b, s]`.
     input_ids: Option<Tensor<2, Int>>,
     head_step: Option<HeadStep>,
@@ -220,6 +269,17 @@ impl AdversarialTraining {
             head_rng: SplitMix64::new(seeds.next_u64()),
             adversary_rng: SplitMix64::new(seeds.next_u64()),
             tail_rng: SplitMix64::new(seeds.next_u64()),
+            tail_labels: TailLabels {
+                sizes: LabelSizes {
+                    classes: env.num_classes,
+                    vocab: env.vocab_size,
+                },
+                rng: SplitMix64::new(seeds.next_u64()),
+                adversary: None,
+                labels: None,
+                last: None,
+                log: LabelLog::default(),
+            },
             head_mapping: None,
             adversary: None,
             tail_mapping: None,
@@ -338,6 +398,82 @@ impl AdversarialTraining {
         }
         out
     }
+
+    /// What the tail's label adversary did in the last training step (its loss and accuracy
+    /// on that step's gradient, before its update), or why it could not run; `None` before
+    /// the first.
+    #[cfg(test)]
+    pub(crate) fn label_adversary_step(&self) -> Option<&Result<LabelAdversaryStep, String>> {
+        self.tail_labels.last.as_ref()
+    }
+
+    /// One step of the label adversary on the gradient sent back `grad` against the step's
+    /// labels: its loss on its own parameters, descended with its own Adam. Nothing else
+    /// reads the loss, and `grad` is read detached.
+    fn train_label_adversary(
+        &mut self,
+        grad: Tensor<3>,
+        step: u64,
+    ) -> Result<LabelAdversaryStep, String> {
+        let tail = &mut self.tail_labels;
+        let labels = tail.labels.take().ok_or(
+            "no labels for this step (the data party gives them through Defense::on_labels \
+             before on_gradient)",
+        )?;
+        let adversary = match &mut tail.adversary {
+            Some(adversary) => adversary,
+            built @ None => built.insert(LabelAdversary::for_labels(
+                &labels,
+                grad.dims()[2],
+                tail.sizes,
+                self.settings.mapping_hidden_size,
+                self.settings.adversary_hidden_size,
+                &mut tail.rng,
+            )?),
+        };
+        let (fit, loss, leaves) = adversary.fit(grad, &labels)?;
+        let grads = loss.backward();
+        adversary.step(&leaves, &grads, self.settings.adversary_lr);
+        Ok(LabelAdversaryStep {
+            step,
+            loss: fit.loss,
+            accuracy: fit.accuracy,
+            labels: fit.labels,
+        })
+    }
+
+    /// Keeps `outcome` as the last step's and logs the mean loss and accuracy every
+    /// [`LABEL_REPORT_EVERY`] steps, and a warning when the adversary starts skipping steps.
+    fn record_label_step(&mut self, outcome: Result<LabelAdversaryStep, String>, step: u64) {
+        let was_skipping = matches!(self.tail_labels.last, Some(Err(_)));
+        let log = &mut self.tail_labels.log;
+        match &outcome {
+            Ok(fit) => {
+                log.loss += fit.loss as f64;
+                log.accuracy += fit.accuracy as f64;
+                log.steps += 1;
+                if log.steps == LABEL_REPORT_EVERY {
+                    let n = log.steps as f64;
+                    log::info!(
+                        "{NAME}: the tail's label adversary, {} steps to step {step}: mean loss \
+                         {:.4}, mean accuracy {:.3}",
+                        log.steps,
+                        log.loss / n,
+                        log.accuracy / n
+                    );
+                    (log.loss, log.accuracy, log.steps) = (0.0, 0.0, 0);
+                }
+            }
+            Err(reason) if !was_skipping => {
+                log::warn!(
+                    "{NAME}: the tail's label adversary skips step {step} (and any further until \
+                     it can run): {reason}"
+                );
+            }
+            Err(_) => {}
+        }
+        self.tail_labels.last = Some(outcome);
+    }
 }
 
 impl Defense for AdversarialTraining {
@@ -370,6 +506,18 @@ impl Defense for AdversarialTraining {
         } else {
             hidden
         }
+    }
+
+    fn on_labels(&mut self, labels: &Labels, ctx: &HookContext) {
+        self.tail_labels.labels = (ctx.training && self.settings.tail).then(|| labels.clone());
+    }
+
+    fn on_gradient(&mut self, grad: Tensor<3>, ctx: &HookContext) -> Tensor<3> {
+        if ctx.training && self.settings.tail {
+            let outcome = self.train_label_adversary(grad.clone(), ctx.step);
+            self.record_label_step(outcome, ctx.step);
+        }
+        grad
     }
 
     fn extra_loss(&mut self, _ctx: &HookContext) -> Option<Tensor<1>> {

@@ -25,7 +25,7 @@ mod sparsify;
 mod text;
 
 use burn::tensor::{Gradients, Tensor};
-use splitlm_nn::TokenBatch;
+use splitlm_nn::{Labels, TokenBatch};
 
 pub use adversarial::AdversarialSettings;
 pub use config::DefenseConfig;
@@ -71,6 +71,11 @@ pub trait Defense: Send {
     fn on_received(&mut self, hidden: Tensor<3>, _ctx: &HookContext) -> Tensor<3> {
         hidden
     }
+
+    /// The labels of a training step, before [`Defense::on_gradient`] of the same step (a
+    /// label adversary at the tail learns to predict them from the gradient sent back). The
+    /// data party never sends them; a defense that keeps them keeps them for that step only.
+    fn on_labels(&mut self, _labels: &Labels, _ctx: &HookContext) {}
 
     /// The gradient the data party sends to the model party.
     fn on_gradient(&mut self, grad: Tensor<3>, _ctx: &HookContext) -> Tensor<3> {
@@ -190,6 +195,13 @@ impl Defenses {
     /// Every defense's [`Defense::on_received`], in order.
     pub fn on_received(&mut self, hidden: Tensor<3>, ctx: &HookContext) -> Tensor<3> {
         self.0.iter_mut().fold(hidden, |h, d| d.on_received(h, ctx))
+    }
+
+    /// Every defense's [`Defense::on_labels`].
+    pub fn on_labels(&mut self, labels: &Labels, ctx: &HookContext) {
+        for d in &mut self.0 {
+            d.on_labels(labels, ctx);
+        }
     }
 
     /// Every defense's [`Defense::on_gradient`], in order.

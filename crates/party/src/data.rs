@@ -251,6 +251,7 @@ impl DataParty {
             .received
             .grad(&grads)
             .expect("the received output is a leaf of the loss");
+        self.link.defenses.on_labels(labels, &ctx);
         let grad = self.link.defenses.on_gradient(grad, &ctx);
         if let Some(tail) = &mut self.tail {
             self.link.defenses.update_tail(&grads, &ctx);

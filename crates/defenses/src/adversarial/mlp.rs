@@ -1,20 +1,17 @@
 //! The three-layer per-token MLP that both of AT's modules are: the privacy-preserving
 //! mapping (`Mapping_MLP3_noflatten`, models/adversarial_model.py:44–98) and the imagined
 //! adversary (`ImaginedAdversary_MLP3_noflatten`, models/imagined_adversary_models.py:8–51):
-//! `Sigmoid(Linear(ReLU(LN(Linear(ReLU(LN(Linear(x))))))))`, widths `in → h → h → out`.
+//! `Sigmoid(Linear(ReLU(LN(Linear(ReLU(LN(Linear(x))))))))`, widths `in → h → h → out`. The
+//! tail's label adversary for classes (`ImaginedAdversary_Tail_MLP3`) has the same layers,
+//! pooled over positions before the last (see `label`).
 //!
-//! The weights live on the host with their Adam moments and are uploaded to the tensor's
-//! device on each forward (they are small next to a transformer block), as MID's are.
+//! The weights live on the host with their Adam moments (`params`).
 
 use burn::tensor::activation::{relu, sigmoid};
-use burn::tensor::{Gradients, Tensor, TensorData};
+use burn::tensor::{Device, Gradients, Tensor};
 use splitlm_nn::seeded::SplitMix64;
 
-/// Adam's constants (PyTorch's defaults: the reference builds `torch.optim.Adam(params, lr)`,
-/// party/passive_party.py:161–162, 180–181).
-const BETA1: f64 = 0.9;
-const BETA2: f64 = 0.999;
-const EPS: f64 = 1e-8;
+use super::params::{HostParams, Leaves, linear, uniform};
 
 /// PyTorch's `nn.LayerNorm` epsilon.
 const LAYER_NORM_EPS: f64 = 1e-5;
@@ -22,56 +19,6 @@ const LAYER_NORM_EPS: f64 = 1e-5;
 /// The number of parameter tensors: three linear layers (weight, bias) and two layer norms
 /// (scale, shift).
 const PARAMS: usize = 10;
-
-/// One host parameter with its Adam moments.
-#[derive(Clone)]
-struct HostParam {
-    values: Vec<f32>,
-    m: Vec<f32>,
-    v: Vec<f32>,
-}
-
-impl HostParam {
-    fn new(values: Vec<f32>) -> Self {
-        let n = values.len();
-        Self {
-            values,
-            m: vec![0.0; n],
-            v: vec![0.0; n],
-        }
-    }
-
-    /// One Adam step at `lr` on `sign · grad` (step `t`, from 1).
-    fn adam(&mut self, grad: &[f32], sign: f64, lr: f64, t: i32) {
-        let (c1, c2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
-        for (i, &g) in grad.iter().enumerate() {
-            let g = sign * g as f64;
-            let m = BETA1 * self.m[i] as f64 + (1.0 - BETA1) * g;
-            let v = BETA2 * self.v[i] as f64 + (1.0 - BETA2) * g * g;
-            self.m[i] = m as f32;
-            self.v[i] = v as f32;
-            self.values[i] -= (lr * (m / c1) / ((v / c2).sqrt() + EPS)) as f32;
-        }
-    }
-}
-
-/// The MLP's parameters, uploaded for one step: the leaves whose gradients
-/// [`Mlp3::step`] reads. The same leaves may serve several forwards of one step; their
-/// gradients then add up.
-#[derive(Clone)]
-pub(crate) struct Leaves(Vec<Tensor<1>>);
-
-impl Leaves {
-    /// No parameters (a module that did not run in the step).
-    pub(crate) fn empty() -> Self {
-        Self(Vec::new())
-    }
-
-    /// Whether there are none.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
 
 /// `in → hidden → hidden → out`, each hidden layer `Linear, LayerNorm, ReLU`, the last
 /// `Linear, Sigmoid`. Linear weights are kept as `[in, out]` (applied as `x·W`).
@@ -81,31 +28,26 @@ pub(crate) struct Mlp3 {
     hidden: usize,
     output: usize,
     /// `w1, b1, ln1 scale, ln1 shift, w2, b2, ln2 scale, ln2 shift, w3, b3`.
-    params: Vec<HostParam>,
-    steps: i32,
+    params: HostParams,
 }
 
 impl Mlp3 {
     /// As PyTorch initialises it: linear weights and biases uniform in ±1/√fan_in, layer
     /// norms at scale 1, shift 0; drawn from `rng`.
     pub(crate) fn new(input: usize, hidden: usize, output: usize, rng: &mut SplitMix64) -> Self {
-        let mut uniform = |n: usize, fan_in: usize| -> Vec<f32> {
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            (0..n)
-                .map(|_| (bound * (2.0 * rng.uniform() - 1.0)) as f32)
-                .collect()
-        };
+        let mut torch_uniform =
+            |n: usize, fan_in: usize| uniform(rng, n, 1.0 / (fan_in as f64).sqrt());
         let values = vec![
-            uniform(input * hidden, input),
-            uniform(hidden, input),
+            torch_uniform(input * hidden, input),
+            torch_uniform(hidden, input),
             vec![1.0; hidden],
             vec![0.0; hidden],
-            uniform(hidden * hidden, hidden),
-            uniform(hidden, hidden),
+            torch_uniform(hidden * hidden, hidden),
+            torch_uniform(hidden, hidden),
             vec![1.0; hidden],
             vec![0.0; hidden],
-            uniform(hidden * output, hidden),
-            uniform(output, hidden),
+            torch_uniform(hidden * output, hidden),
+            torch_uniform(output, hidden),
         ];
         Self::from_values(input, hidden, output, values)
     }
@@ -122,12 +64,7 @@ impl Mlp3 {
             input,
             hidden,
             output,
-            params: values
-                .into_iter()
-                .take(PARAMS)
-                .map(HostParam::new)
-                .collect(),
-            steps: 0,
+            params: HostParams::new(values.into_iter().take(PARAMS).collect()),
         }
     }
 
@@ -156,11 +93,11 @@ impl Mlp3 {
     pub(crate) fn torch_params(&self) -> Vec<Vec<f32>> {
         let shapes = Self::linear_shapes(self.input, self.hidden, self.output);
         self.params
-            .iter()
+            .values()
             .enumerate()
             .map(|(i, p)| match shapes[i] {
-                Some((rows_in, cols_out)) => transpose(&p.values, rows_in, cols_out),
-                None => p.values.clone(),
+                Some((rows_in, cols_out)) => transpose(p, rows_in, cols_out),
+                None => p.to_vec(),
             })
             .collect()
     }
@@ -184,50 +121,39 @@ impl Mlp3 {
         self.input
     }
 
+    /// The output width.
+    pub(crate) fn output(&self) -> usize {
+        self.output
+    }
+
     /// The parameters uploaded to `device`, tracking their gradients when `track` is set.
-    pub(crate) fn leaves(&self, device: &burn::tensor::Device, track: bool) -> Leaves {
-        Leaves(
-            self.params
-                .iter()
-                .map(|p| {
-                    let t = Tensor::<1>::from_data(
-                        TensorData::new(p.values.clone(), [p.values.len()]),
-                        device,
-                    );
-                    if track { t.require_grad() } else { t }
-                })
-                .collect(),
-        )
+    pub(crate) fn leaves(&self, device: &Device, track: bool) -> Leaves {
+        self.params.leaves(device, track)
     }
 
     /// The MLP on rows `x` `[n, in]` with the parameters `leaves`: `[n, out]`, in (0, 1).
     pub(crate) fn forward(&self, leaves: &Leaves, x: Tensor<2>) -> Tensor<2> {
-        let (i, h, o) = (self.input, self.hidden, self.output);
-        let p = &leaves.0;
-        let linear = |x: Tensor<2>, w: &Tensor<1>, b: &Tensor<1>, fan_in, fan_out| {
-            x.matmul(w.clone().reshape([fan_in, fan_out])) + b.clone().unsqueeze::<2>()
-        };
-        let x = relu(layer_norm(linear(x, &p[0], &p[1], i, h), &p[2], &p[3]));
-        let x = relu(layer_norm(linear(x, &p[4], &p[5], h, h), &p[6], &p[7]));
-        sigmoid(linear(x, &p[8], &p[9], h, o))
+        sigmoid(self.last_linear(leaves, self.trunk(leaves, x)))
+    }
+
+    /// The two hidden layers on rows `x` `[n, in]`: `[n, hidden]`.
+    pub(crate) fn trunk(&self, leaves: &Leaves, x: Tensor<2>) -> Tensor<2> {
+        let (i, h) = (self.input, self.hidden);
+        let p = |k| leaves.get(k);
+        let x = relu(layer_norm(linear(x, p(0), p(1), i, h), p(2), p(3)));
+        relu(layer_norm(linear(x, p(4), p(5), h, h), p(6), p(7)))
+    }
+
+    /// The last linear layer on rows `x` `[n, hidden]`, before its activation: `[n, out]`.
+    pub(crate) fn last_linear(&self, leaves: &Leaves, x: Tensor<2>) -> Tensor<2> {
+        linear(x, leaves.get(8), leaves.get(9), self.hidden, self.output)
     }
 
     /// One Adam step at `lr` on `sign` times the gradients of `leaves` in `grads` (`sign` −1
     /// ascends: the imagined adversary minimises the loss the mapping maximises). Leaves
     /// without a gradient (unused in the step's graph) leave their parameter as it is.
     pub(crate) fn step(&mut self, leaves: &Leaves, grads: &Gradients, sign: f64, lr: f64) {
-        self.steps += 1;
-        for (param, leaf) in self.params.iter_mut().zip(&leaves.0) {
-            let Some(grad) = leaf.grad(grads) else {
-                continue;
-            };
-            let Ok(grad) = grad.into_data().try_into_vec_as::<f32>() else {
-                continue;
-            };
-            if grad.len() == param.values.len() {
-                param.adam(&grad, sign, lr, self.steps);
-            }
-        }
+        self.params.step(leaves, grads, sign, lr);
     }
 }
 

@@ -10,11 +10,11 @@ use super::mlp::Mlp3;
 use super::*;
 use crate::DefenseConfig;
 
-fn device() -> Device {
+pub(super) fn device() -> Device {
     DeviceSpec::Cpu.device().unwrap().autodiff()
 }
 
-fn ctx(training: bool) -> HookContext {
+pub(super) fn ctx(training: bool) -> HookContext {
     HookContext { step: 0, training }
 }
 
@@ -39,7 +39,7 @@ fn float_lists(v: &Value) -> Vec<Vec<f32>> {
     v.as_array().unwrap().iter().map(floats).collect()
 }
 
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+pub(super) fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec_as::<f32>().unwrap()
 }
 

@@ -239,3 +239,62 @@ fn input_extra_loss_and_own_module_hooks_take_part_in_training() {
     let ratio = norm(&last) / norm(&first);
     assert!(ratio < 0.7 && ratio > 0.4, "sent norm ratio {ratio}");
 }
+
+/// Records the order in which the label and gradient hooks arrive, and the labels seen.
+struct HookOrder(Arc<Mutex<Vec<String>>>);
+
+impl splitlm_defenses::Defense for HookOrder {
+    fn name(&self) -> &'static str {
+        "hook_order"
+    }
+    fn params(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
+    fn on_labels(&mut self, labels: &splitlm_nn::Labels, ctx: &splitlm_defenses::HookContext) {
+        let splitlm_nn::Labels::Classes(ids) = labels else {
+            panic!("a classification step's labels are classes");
+        };
+        let ids: Vec<i64> = ids.clone().into_data().try_into_vec_as().unwrap();
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("labels {} {ids:?}", ctx.step));
+    }
+    fn on_gradient(
+        &mut self,
+        grad: burn::tensor::Tensor<3>,
+        ctx: &splitlm_defenses::HookContext,
+    ) -> burn::tensor::Tensor<3> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("gradient {}", ctx.step));
+        grad
+    }
+}
+
+#[test]
+fn the_step_labels_reach_defenses_before_the_gradient_and_only_in_training() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let (mut data, _, _) = defended(Defenses::new(vec![Box::new(HookOrder(calls.clone()))]));
+    let work = Workload::classify("bert");
+    let device = cpu();
+    let batch = work.batch(&device);
+    let labels = work.labels(&batch);
+    let splitlm_nn::Labels::Classes(ids) = &labels else {
+        panic!("classification labels")
+    };
+    let ids: Vec<i64> = ids.clone().into_data().try_into_vec_as().unwrap();
+    data.train_step(&batch, &labels).unwrap();
+    data.eval_step(&batch).unwrap();
+    data.train_step(&batch, &labels).unwrap();
+    let calls = calls.lock().unwrap();
+    // Two training steps, each labels then gradient with the same step counter; the evaluation
+    // in between calls neither hook.
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    for pair in calls.chunks(2) {
+        let step = pair[1].strip_prefix("gradient ").expect("gradient second");
+        assert_eq!(pair[0], format!("labels {step} {ids:?}"));
+    }
+    assert_ne!(calls[1], calls[3], "two different steps");
+}
