@@ -103,7 +103,7 @@ fn main() -> Result<()> {
         AttackConfig::Rwi(RwiSettings::default()),
     ] {
         let started = Instant::now();
-        let inferred = attack.build().run(&view, &prior, &device)?;
+        let inferred = attack.build().run(&view, &prior, &device)?.inferred;
         let seconds = started.elapsed().as_secs_f64();
         let ap = score::score(attack.name(), &inferred, &truth, |_| String::new())?.ap();
         let per_sample = seconds / args.samples as f64;
