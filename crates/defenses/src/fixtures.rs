@@ -24,7 +24,7 @@ fn fixture() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn device() -> Device {
+pub(crate) fn device() -> Device {
     splitlm_device::DeviceSpec::Cpu.device().unwrap()
 }
 

@@ -37,8 +37,10 @@ impl Rewriter {
 
     /// `batch` with each row's attended, non-special tokens given to `sanitize` and replaced by
     /// the tokens of the text it returns (the task's special tokens added again), cut or padded
-    /// to the batch's length. A row with no such token, the token types and the batch's shape
-    /// stay as they are.
+    /// to the batch's length. Where special tokens sit between text (a chat template's
+    /// markers), each run of text between them is sanitized on its own and the markers stay in
+    /// place. A row with no such token, the token types and the batch's shape stay as they
+    /// are.
     pub(crate) fn rewrite(
         &self,
         batch: TokenBatch,
@@ -65,17 +67,25 @@ impl Rewriter {
         for row in 0..rows {
             let row_ids = &ids[row * seq..(row + 1) * seq];
             let row_mask = &mask[row * mask_cols + past..(row + 1) * mask_cols];
-            let content: Vec<u32> = row_ids
+            let attended: Vec<u32> = row_ids
                 .iter()
                 .zip(row_mask)
-                .filter(|&(&id, &m)| m != 0 && id >= 0 && !self.is_special(id as u32))
+                .filter(|&(&id, &m)| m != 0 && id >= 0)
                 .map(|(&id, _)| id as u32)
                 .collect();
-            if content.is_empty() {
+            if attended.iter().all(|&id| self.is_special(id)) {
                 continue;
             }
-            let text = sanitize(&content);
-            let new_ids = self.fit(self.codec.encode(&text), seq);
+            let new_ids = if self.has_inner_specials(&attended) {
+                self.rewrite_runs(&attended, &mut sanitize)
+            } else {
+                let content: Vec<u32> = attended
+                    .into_iter()
+                    .filter(|&id| !self.is_special(id))
+                    .collect();
+                self.codec.encode(&sanitize(&content))
+            };
+            let new_ids = self.fit(new_ids, seq);
             let (new_row, new_mask) = self.pad(&new_ids, seq);
             ids[row * seq..(row + 1) * seq].copy_from_slice(&new_row);
             mask[row * mask_cols + past..(row + 1) * mask_cols].copy_from_slice(&new_mask);
@@ -88,6 +98,38 @@ impl Rewriter {
             ),
             token_type_ids: batch.token_type_ids,
         }
+    }
+
+    /// Whether a special token sits between text in `ids` (a chat template's markers), not
+    /// only around it.
+    fn has_inner_specials(&self, ids: &[u32]) -> bool {
+        let first = ids.iter().position(|&id| !self.is_special(id));
+        let last = ids.iter().rposition(|&id| !self.is_special(id));
+        match (first, last) {
+            (Some(first), Some(last)) => ids[first..last].iter().any(|&id| self.is_special(id)),
+            _ => false,
+        }
+    }
+
+    /// `ids` with each run of text between special tokens sanitized and tokenized on its own,
+    /// the special tokens kept where they were: a chat template's structure survives, where
+    /// rewriting the row as one text would drop its markers.
+    fn rewrite_runs(&self, ids: &[u32], sanitize: &mut impl FnMut(&[u32]) -> String) -> Vec<u32> {
+        let mut out = Vec::with_capacity(ids.len());
+        for run in ids.chunk_by(|&a, &b| self.is_special(a) == self.is_special(b)) {
+            if self.is_special(run[0]) {
+                out.extend_from_slice(run);
+            } else {
+                let text = sanitize(run);
+                out.extend(
+                    self.codec
+                        .tokenize(&text)
+                        .iter()
+                        .filter_map(|piece| self.codec.token_to_id(piece)),
+                );
+            }
+        }
+        out
     }
 
     /// `ids` cut to `len` as the tokenizer's truncation does: the content loses its end, the
@@ -127,4 +169,71 @@ fn ints(t: &Tensor<2, Int>) -> Vec<i64> {
         .into_data()
         .try_into_vec_as::<i64>()
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Words as tokens: ids 0 `<pad>`, 1 `<s>`, 2 `<m>` (specials), then the words; `encode`
+    /// adds `<s>` in front, as a task's tokenizer adds its special tokens.
+    struct Words(Vec<&'static str>);
+
+    impl TextCodec for Words {
+        fn decode(&self, ids: &[u32], _skip: bool) -> String {
+            let words: Vec<&str> = ids.iter().map(|&i| self.0[i as usize]).collect();
+            words.join(" ")
+        }
+        fn tokenize(&self, text: &str) -> Vec<String> {
+            text.split_whitespace().map(str::to_string).collect()
+        }
+        fn encode(&self, text: &str) -> Vec<u32> {
+            let words = self.tokenize(text);
+            std::iter::once(1)
+                .chain(words.iter().filter_map(|w| self.token_to_id(w)))
+                .collect()
+        }
+        fn token_to_id(&self, token: &str) -> Option<u32> {
+            self.0.iter().position(|w| *w == token).map(|i| i as u32)
+        }
+        fn id_to_token(&self, id: u32) -> Option<String> {
+            self.0.get(id as usize).map(|w| w.to_string())
+        }
+        fn vocab_size(&self) -> usize {
+            self.0.len()
+        }
+        fn special_ids(&self) -> Vec<u32> {
+            vec![1, 2]
+        }
+        fn pad_id(&self) -> u32 {
+            0
+        }
+        fn padding_side(&self) -> PaddingSide {
+            PaddingSide::Left
+        }
+    }
+
+    fn rewritten(rows: &[Vec<u32>], seq: usize) -> Vec<Vec<i64>> {
+        let codec = Words(vec![
+            "<pad>", "<s>", "<m>", "user", "hello", "world", "bot", "HELLO", "WORLD", "USER", "BOT",
+        ]);
+        let codec: Arc<dyn TextCodec> = Arc::new(codec);
+        let device = crate::fixtures::device();
+        let batch = TokenBatch::from_sequences(rows, 0, PaddingSide::Left, &device).unwrap();
+        let upper = codec.clone();
+        let out = Rewriter::new(codec).rewrite(batch, |ids| upper.decode(ids, true).to_uppercase());
+        let ids = ints(&out.input_ids);
+        ids.chunks(seq).map(<[i64]>::to_vec).collect()
+    }
+
+    #[test]
+    fn chat_markers_stay_in_place_and_plain_rows_are_rewritten_whole() {
+        // `<s> <m> user hello world <m> bot`: the markers between text stay where they were.
+        let chat = vec![1, 2, 3, 4, 5, 2, 6];
+        // `<s> hello world`: one text, `<s>` added again by the encoding.
+        let plain = vec![1, 4, 5];
+        let out = rewritten(&[chat, plain], 7);
+        assert_eq!(out[0], vec![1, 2, 9, 7, 8, 2, 10]);
+        assert_eq!(out[1], vec![0, 0, 0, 0, 1, 7, 8]);
+    }
 }
