@@ -10,10 +10,10 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Int, Tensor};
 use sha2::{Digest, Sha256};
 use splitlm_nn::{TokenBatch, TransformerSlice};
+use splitlm_partition::named_parameters;
 use splitlm_zoo::AnyModel;
 
 /// Where attacks keep what they trained.
@@ -120,11 +120,11 @@ impl KeyBuilder {
     pub fn model(&mut self, label: &str, model: &AnyModel) {
         self.text(label, model.family_name());
         self.text("slice", &format!("{:?}", model.spec()));
-        let mut visitor = ParamDigest {
-            key: self,
-            path: Vec::new(),
-        };
-        model.visit(&mut visitor);
+        for p in named_parameters(model, model.spec()) {
+            let values: Vec<f32> = p.value.into_data().try_into_vec_as().unwrap_or_default();
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.part(&format!("{}{:?}", p.path, p.dims), &bytes);
+        }
     }
 
     /// The token ids, attention mask and segment ids of `batch`.
@@ -154,30 +154,6 @@ impl KeyBuilder {
                 .map(|b| format!("{b:02x}"))
                 .collect(),
         )
-    }
-}
-
-/// Feeds every float parameter of a module to a [`KeyBuilder`].
-struct ParamDigest<'a> {
-    key: &'a mut KeyBuilder,
-    path: Vec<String>,
-}
-
-impl ModuleVisitor for ParamDigest<'_> {
-    fn enter_module(&mut self, name: &str, _container: &str) {
-        self.path.push(name.to_owned());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let value = param.val();
-        let path = format!("{}{:?}", self.path.join("."), value.dims());
-        let values: Vec<f32> = value.into_data().try_into_vec_as().unwrap_or_default();
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.key.part(&path, &bytes);
     }
 }
 
